@@ -1,0 +1,38 @@
+# backprop-lab: the commands people type. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 5000
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run test ui clean
+
+help: ## list the commands
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo '  overrides go in ARGS, e.g. make run ARGS="optimizer.lr=0.05 model.widths=[8,4]"'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install the package with its test tools
+
+# set -f: a list override such as model.widths=[8,4] must reach Hydra unglobbed.
+run: $(STAMP) ## train once with the defaults, or with Hydra overrides in ARGS
+	set -f; $(PY) -m backprop_lab $(ARGS)
+
+test: $(STAMP) ## run the test suite
+	$(PY) -m pytest $(ARGS)
+
+ui: $(STAMP) ## serve the MLflow UI over the project's store on $(HOST):$(PORT)
+	$(PY) -m backprop_lab.ui --host $(HOST) --port $(PORT)
+
+clean: ## remove run outputs and caches (keeps mlflow.db and artifacts: see clean-store)
+	rm -rf outputs multirun .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,3 @@
+"""backprop-lab: reproducible backpropagation experiments on numpy networks."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,146 @@
+"""The front door: compose the config with Hydra, validate it, record the run in MLflow.
+
+`execute` is the plain function behind `python -m backprop_lab`; tests call it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from .config import ConfigError, Settings, flatten, to_plain, validate
+from .paths import ROOT_ENV, project_root
+from .runner import Diverged, GradientCheckError, TrainResult, train
+
+log = logging.getLogger(__name__)
+
+EXIT_USER_ERROR = 2  # a config value or environment problem the user can fix
+EXIT_RUN_FAILED = 1  # the run started and failed (divergence, failed gradient check)
+DEBUG_ENV = "BACKPROP_LAB_DEBUG"  # set to 1 to see full tracebacks
+
+
+@dataclass
+class Outcome:
+    """What `execute` returns: the MLflow run it wrote and the run's result."""
+
+    run_id: str
+    tracking_uri: str
+    result: TrainResult
+
+
+def _hydra_output_dir() -> Path | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def _progress_bar(total: int):
+    from tqdm import tqdm
+
+    # delay: only runs long enough to want a bar get one; disable=None: only on a terminal.
+    return tqdm(total=total, unit="step", delay=2.0, disable=None, leave=False)
+
+
+def _record_config(recorder, plain: dict, output_dir: Path | None) -> None:
+    config_file = recorder.workdir / "config.yaml"
+    config_file.write_text(OmegaConf.to_yaml(OmegaConf.create(plain)))
+    recorder.artifact(config_file)
+    if output_dir is not None and (output_dir / ".hydra").is_dir():
+        recorder.artifact_dir(output_dir / ".hydra", ".hydra")
+
+
+def execute(settings: Settings, plain: dict, root: Path, run_name: str | None = None) -> Outcome:
+    """Open an MLflow run for `settings`, train, and record everything; return the outcome.
+
+    `plain` is the resolved config as a dict (what gets logged as params and config.yaml).
+    Raises GradientCheckError or Diverged after the run has been marked FAILED.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from . import plots, tracking
+
+    uri = tracking.resolve_uri(settings.tracking.uri, root)
+    client, experiment_id = tracking.open_experiment(uri, settings.tracking.experiment)
+    tags = {"seed": settings.seed, "compute.dtype": settings.compute.dtype}
+    if settings.tracking.parent_run_id:
+        tags["mlflow.parentRunId"] = settings.tracking.parent_run_id
+    run = client.create_run(experiment_id, run_name=settings.tracking.run_name or run_name,
+                            tags={k: str(v) for k, v in tags.items()})
+    run_id = run.info.run_id
+    log.info("tracking to %s, experiment %r, run %s (%s)",
+             uri, settings.tracking.experiment, run.info.run_name, run_id)
+
+    recorder = tracking.MlflowRecorder(client, run_id)
+    with tracking.recorded_run(recorder):
+        recorder.params(flatten(plain))
+        recorder.tags(tracking.provenance(root))
+        _record_config(recorder, plain, _hydra_output_dir())
+        with threadpool_limits(limits=settings.compute.blas_threads), \
+                _progress_bar(settings.optimizer.steps) as bar:
+            result = train(settings, recorder, progress=lambda done: bar.update(done - bar.n))
+        recorder.flush()
+        curve = plots.loss_curve(recorder.losses, recorder.workdir / "loss_curve.png",
+                                 title=f"{settings.objective.name}, widths {list(settings.model.widths)}")
+        recorder.artifact(curve, "plots")
+    return Outcome(run_id, uri, result)
+
+
+def _ui_hint(uri: str) -> str:
+    if uri.startswith("sqlite:"):
+        return "make ui"
+    return f"open {uri}"
+
+
+def run_from_config(cfg: DictConfig) -> float:
+    """Validate, run and report; user errors end the process with one clear message."""
+    root = project_root()
+    try:
+        settings = validate(cfg)
+    except ConfigError as error:
+        _fail(f"config error: {error}", EXIT_USER_ERROR)
+    try:
+        outcome = execute(settings, to_plain(cfg), root, run_name=_run_name())
+    except (Diverged, GradientCheckError) as error:
+        _fail(str(error), EXIT_RUN_FAILED)
+    r = outcome.result
+    log.info("run %s finished: loss %.6g -> %.6g over %d steps", outcome.run_id,
+             r.initial_loss, r.final_loss, r.steps)
+    log.info("browse it with: %s", _ui_hint(outcome.tracking_uri))
+    return r.final_loss
+
+
+def _run_name() -> str | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    overrides = HydraConfig.get().job.override_dirname
+    return overrides or "default"
+
+
+def _fail(message: str, code: int):
+    if os.environ.get(DEBUG_ENV):
+        raise
+    log.error(message)
+    sys.exit(code)
+
+
+def main() -> None:
+    """Entry point of `python -m backprop_lab` and the `backprop-lab` script."""
+    import hydra
+
+    root = project_root()
+    os.environ.setdefault(ROOT_ENV, str(root))  # read by conf/ for output folders
+
+    @hydra.main(version_base="1.3", config_path=str(root / "conf"), config_name="config")
+    def _task(cfg: DictConfig) -> float:
+        return run_from_config(cfg)
+
+    _task()

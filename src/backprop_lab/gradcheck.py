@@ -1,0 +1,108 @@
+"""Central finite differences, in float64, against the hand-written gradients."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .network import Network
+
+STEP = 1e-6  # finite-difference step h: small against the data, large against float64 noise
+
+
+def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> np.ndarray:
+    """|a - n| / (|a| + |n|), and 0 where both are exactly zero (a dead unit agrees with itself)."""
+    analytic, numeric = np.asarray(analytic), np.asarray(numeric)
+    scale = np.abs(analytic) + np.abs(numeric)
+    diff = np.abs(analytic - numeric)
+    return np.divide(diff, scale, out=np.zeros_like(diff), where=scale > 0)
+
+
+def numerical_gradient(
+    loss: Callable[[], float], array: np.ndarray, indices: np.ndarray, step: float = STEP
+) -> np.ndarray:
+    """d loss / d array[i] for each flat index i, by (loss(x + h) - loss(x - h)) / 2h.
+
+    `array` is perturbed in place and restored; `loss` must read it afresh on every call.
+    """
+    grads = np.empty(len(indices), dtype=np.float64)
+    flat = array.reshape(-1)  # a view, so writes reach the array
+    for k, index in enumerate(indices):
+        original = flat[index]
+        flat[index] = original + step
+        plus = loss()
+        flat[index] = original - step
+        minus = loss()
+        flat[index] = original
+        grads[k] = (plus - minus) / (2 * step)
+    return grads
+
+
+@dataclass
+class GradCheckReport:
+    """The outcome of one check: the worst relative error and where it was found."""
+
+    max_rel_error: float
+    worst_entry: str
+    n_checked: int
+    per_array: dict[str, float] = field(default_factory=dict)
+
+
+def _as_float64(network: Network) -> Network:
+    twin = copy.deepcopy(network)
+    for dense in twin.dense:
+        dense.weights = dense.weights.astype(np.float64)
+        dense.dweights = np.zeros_like(dense.weights)
+        if dense.biases is not None:
+            dense.biases = dense.biases.astype(np.float64)
+            dense.dbiases = np.zeros_like(dense.biases)
+        dense.output = dense.dinputs = None
+    for relu in twin.relu:
+        relu.output = relu.dinputs = relu.mask = None
+    return twin
+
+
+def check_network(
+    network: Network,
+    inputs: np.ndarray,
+    objective_factory: Callable[[], Callable],
+    *,
+    rng: np.random.Generator,
+    max_entries: int,
+    max_samples: int,
+) -> GradCheckReport:
+    """Compare every parameter gradient of `network` with finite differences.
+
+    The check runs on a float64 copy (the network itself is untouched), on the first
+    `max_samples` rows of `inputs`, and on at most `max_entries` entries of each array,
+    chosen by `rng`, so that it stays cheap on large configurations.
+    """
+    twin = _as_float64(network)
+    inputs = np.ascontiguousarray(inputs[:max_samples], dtype=np.float64)  # (n, F), n <= N
+    objective = objective_factory()
+
+    def loss() -> float:
+        return objective(twin.forward(inputs))[0]
+
+    _, dvalues = objective(twin.forward(inputs))
+    twin.backward(dvalues)
+
+    report = GradCheckReport(max_rel_error=0.0, worst_entry="", n_checked=0)
+    for name, parameter, gradient in list(twin.parameters()):
+        analytic = gradient.reshape(-1).copy()
+        if parameter.size <= max_entries:
+            indices = np.arange(parameter.size)
+        else:
+            indices = np.sort(rng.choice(parameter.size, size=max_entries, replace=False))
+        errors = relative_error(analytic[indices], numerical_gradient(loss, parameter, indices))
+        worst = int(np.argmax(errors))
+        report.per_array[name] = float(errors[worst])
+        report.n_checked += len(indices)
+        if errors[worst] >= report.max_rel_error:
+            position = np.unravel_index(indices[worst], parameter.shape)
+            report.max_rel_error = float(errors[worst])
+            report.worst_entry = f"{name}[{', '.join(str(int(p)) for p in position)}]"
+    return report
