@@ -154,8 +154,8 @@ def run_gradcheck(settings, network, dataset, objective_factory, rng) -> float:
         network, dataset.inputs, objective_factory, rng=rng,
         max_entries=g.max_entries, max_samples=g.max_samples,
     )
-    log.info("gradient check: largest relative error %.3g at %s (%d entries)",
-             report.max_rel_error, report.worst_entry, report.n_checked)
+    log.info("gradient check: largest relative error %.3g at %s (%d entries, %d on a ReLU kink)",
+             report.max_rel_error, report.worst_entry, report.n_checked, report.n_on_kink)
     if report.max_rel_error > g.tolerance:
         raise GradientCheckError(
             f"gradient check failed: relative error {report.max_rel_error:.3g} at "
