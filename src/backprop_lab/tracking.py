@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 from filelock import FileLock
@@ -46,9 +45,10 @@ def resolve_uri(configured: str | None, root: Path) -> str:
 
 def sqlite_path(uri: str) -> Path | None:
     """The database file behind a sqlite:/// URI, or None for any other store."""
-    if not uri.startswith("sqlite:"):
+    prefix = "sqlite:///"  # SQLAlchemy's form: sqlite:///relative.db or sqlite:////abs.db
+    if not uri.startswith(prefix):
         return None
-    return Path(urlparse(uri).path)
+    return Path(uri[len(prefix):].split("?", 1)[0]).absolute()
 
 
 def _chunks(items: list, size: int) -> Iterator[list]:
@@ -67,7 +67,7 @@ def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
     artifact_location = None
     if db is not None:
         db.parent.mkdir(parents=True, exist_ok=True)
-        artifact_location = (db.parent / ARTIFACTS_DIR).as_uri()
+        artifact_location = str(db.parent / ARTIFACTS_DIR)
     lock = FileLock(str(db) + ".lock") if db is not None else None
     with lock if lock is not None else _nothing():
         client = MlflowClient(tracking_uri=uri)

@@ -30,7 +30,7 @@ def command(uri: str, host: str, port: int) -> list[str]:
            "--host", host, "--port", str(port)]
     db = sqlite_path(uri)
     if db is not None:
-        cmd += ["--default-artifact-root", (db.parent / ARTIFACTS_DIR).as_uri()]
+        cmd += ["--default-artifact-root", str(db.parent / ARTIFACTS_DIR)]
     return cmd
 
 

@@ -1,0 +1,109 @@
+"""A run recorded into a real SQLite MLflow store, read back with MlflowClient."""
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from backprop_lab.cli import execute
+from backprop_lab.config import to_plain, validate
+from backprop_lab.paths import project_root
+
+
+def run(compose, store_uri, experiment, *overrides):
+    cfg = compose(f"tracking.uri={store_uri}", f"tracking.experiment={experiment}", *overrides)
+    return execute(validate(cfg), to_plain(cfg), project_root(), run_name="test")
+
+
+def histories(client, run_id):
+    keys = client.get_run(run_id).data.metrics
+    return {k: [(m.step, m.value) for m in client.get_metric_history(run_id, k)] for k in keys}
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """One small run with two layers, recorded once and read back by several tests."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('recorded') / 'mlflow.db'}"
+    with initialize_config_dir(config_dir=str(project_root() / "conf"), version_base="1.3"):
+        cfg = hydra_compose(config_name="config", overrides=[
+            f"tracking.uri={uri}", "model.widths=[8,4]", "optimizer.steps=12",
+        ])
+    outcome = execute(validate(cfg), to_plain(cfg), project_root(), run_name="recorded")
+    client = MlflowClient(tracking_uri=uri)
+    return client, client.get_run(outcome.run_id), outcome
+
+
+def test_run_is_finished_with_params_from_the_resolved_config(recorded):
+    client, run, _ = recorded
+    assert run.info.status == "FINISHED"
+    params = run.data.params
+    assert params["model.widths"] == "[8, 4]"
+    assert params["dataset.n_samples"] == "50"
+    assert params["optimizer.lr"] == "0.1"
+    assert params["seed"] == "0"
+
+
+def test_every_metric_has_one_value_per_step(recorded):
+    client, run, outcome = recorded
+    history = histories(client, run.info.run_id)
+    per_step = [k for k in history if not k.startswith("gradcheck/")]
+    expected = {"train/loss", "train/output_mean", "grad/layer1.dweights/norm",
+                "grad/layer2.dbiases/max", "param/layer2.weights/std",
+                "update/layer1.weights/ratio", "relu/layer2/dead_fraction"}
+    assert expected <= set(per_step)
+    for key in per_step:
+        assert [s for s, _ in history[key]] == list(range(12)), key
+    assert history["train/loss"][0][1] == pytest.approx(outcome.result.initial_loss)
+    assert len(history["gradcheck/max_rel_error"]) == 1
+
+
+def test_gradient_norm_metric_equals_the_saved_gradient(recorded, tmp_path):
+    client, run, _ = recorded
+    path = client.download_artifacts(run.info.run_id, "arrays/gradients.npz", str(tmp_path))
+    with np.load(path, allow_pickle=False) as saved:
+        dweights = saved["dlayer1.weights"]
+    assert dweights.shape == (3, 8)
+    last = client.get_metric_history(run.info.run_id, "grad/layer1.dweights/norm")[-1]
+    assert last.value == pytest.approx(float(np.linalg.norm(dweights)), rel=1e-12)
+
+
+def test_artifacts_and_tags_are_recorded(recorded):
+    client, run, _ = recorded
+    run_id = run.info.run_id
+    top = {a.path for a in client.list_artifacts(run_id)}
+    assert {"config.yaml", "shapes.csv", "shapes.md", "plots", "arrays"} <= top
+    assert {a.path for a in client.list_artifacts(run_id, "plots")} >= {"plots/loss_curve.png"}
+    assert {a.path for a in client.list_artifacts(run_id, "arrays")} == {
+        "arrays/weights.npz", "arrays/gradients.npz"}
+    tags = run.data.tags
+    assert tags["shape.layer1.dweights"] == "(3, 50) @ (50, 8) -> (3, 8)"
+    assert tags["shape.layer2.preactivation"] == "(50, 8) @ (8, 4) -> (50, 4) + (1, 4)"
+    for key in ("git.commit", "git.dirty", "numpy.version", "mlflow.version", "hydra.version",
+                "compute.dtype", "seed", "data.digest"):
+        assert key in tags, key
+    assert "blas.library" in tags and int(tags["blas.threads"]) >= 1
+    inputs = client.get_run(run_id).inputs.dataset_inputs
+    assert inputs and inputs[0].dataset.digest == tags["data.digest"]
+
+
+def test_same_seed_gives_identical_histories_and_another_seed_does_not(
+    compose, store_uri, experiment_name
+):
+    first = run(compose, store_uri, experiment_name, "optimizer.steps=8")
+    second = run(compose, store_uri, experiment_name, "optimizer.steps=8")
+    other = run(compose, store_uri, experiment_name, "optimizer.steps=8", "seed=1")
+    client = MlflowClient(tracking_uri=store_uri)
+    a, b, c = (histories(client, o.run_id) for o in (first, second, other))
+    assert a == b
+    assert a["train/loss"] != c["train/loss"]
+
+
+def test_sqlite_uris_map_to_their_database_file(tmp_path, monkeypatch):
+    from backprop_lab.tracking import sqlite_path
+
+    assert str(sqlite_path("sqlite:////abs/dir/mlflow.db")) == "/abs/dir/mlflow.db"
+    monkeypatch.chdir(tmp_path)
+    assert sqlite_path("sqlite:///rel.db") == tmp_path / "rel.db"
+    assert sqlite_path("http://127.0.0.1:5000") is None
