@@ -24,7 +24,8 @@ def test_ledger_for_one_layer_of_two():
     assert entries["forward", "layer1", "inputs"].shape == (50, 3)
     assert entries["forward", "layer1", "weights"].shape == (3, 2)
     assert entries["forward", "layer1", "biases"].shape == (1, 2)
-    assert entries["forward", "layer1", "preactivation"].product == "(50, 3) @ (3, 2) -> (50, 2) + (1, 2)"
+    forward = entries["forward", "layer1", "preactivation"]
+    assert forward.product == "(50, 3) @ (3, 2) -> (50, 2) + (1, 2)"
     assert entries["backward", "layer1", "dweights"].product == "(3, 50) @ (50, 2) -> (3, 2)"
     assert entries["backward", "layer1", "dbiases"].shape == (1, 2)
     assert ("backward", "layer1", "dinputs") not in entries  # the first layer needs none

@@ -86,8 +86,8 @@ def execute(settings: Settings, plain: dict, root: Path, run_name: str | None = 
                 _progress_bar(settings.optimizer.steps) as bar:
             result = train(settings, recorder, progress=lambda done: bar.update(done - bar.n))
         recorder.flush()
-        curve = plots.loss_curve(recorder.losses, recorder.workdir / "loss_curve.png",
-                                 title=f"{settings.objective.name}, widths {list(settings.model.widths)}")
+        title = f"{settings.objective.name}, widths {list(settings.model.widths)}"
+        curve = plots.loss_curve(recorder.losses, recorder.workdir / "loss_curve.png", title)
         recorder.artifact(curve, "plots")
     return Outcome(run_id, uri, result)
 

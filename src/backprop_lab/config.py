@@ -99,7 +99,9 @@ def _int(key: str, value: Any, minimum: int) -> int:
 
 def _positive_float(key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{key}={value!r} is not a number; use a positive finite number, e.g. 0.1")
+        raise ConfigError(
+            f"{key}={value!r} is not a number; use a positive finite number, e.g. 0.1"
+        )
     if not math.isfinite(value) or value <= 0:
         raise ConfigError(f"{key}={value!r} is not allowed; use a positive finite number, e.g. 0.1")
     return float(value)

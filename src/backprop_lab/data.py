@@ -23,7 +23,8 @@ class Dataset:
 def gaussian(n_samples: int, n_features: int, *, rng: np.random.Generator, dtype) -> Dataset:
     """N x F draws from a standard normal: the founding experiment's data."""
     inputs = rng.standard_normal((n_samples, n_features)).astype(dtype, copy=False)  # (N, F)
-    return Dataset(name="gaussian", inputs=inputs, source=f"gaussian(N={n_samples}, F={n_features})")
+    source = f"gaussian(N={n_samples}, F={n_features})"
+    return Dataset(name="gaussian", inputs=inputs, source=source)
 
 
 BUILDERS = {"gaussian": gaussian}

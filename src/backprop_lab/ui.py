@@ -20,7 +20,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "Binding 0.0.0.0 exposes every run to the network: opt in knowingly.")
     parser.add_argument("--port", type=int, default=5000, help="port to serve on (default 5000)")
     parser.add_argument("--uri", default=None,
-                        help="tracking store; default $MLFLOW_TRACKING_URI or the project's mlflow.db")
+                        help="tracking store; default $MLFLOW_TRACKING_URI, else the project's "
+                             "mlflow.db")
     return parser.parse_args(argv)
 
 
