@@ -9,7 +9,7 @@ PORT ?= 5000
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test ui clean
+.PHONY: help setup run test ui clean reproduce
 
 help: ## list the commands
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,3 +36,7 @@ ui: $(STAMP) ## serve the MLflow UI over the project's store on $(HOST):$(PORT)
 clean: ## remove run outputs and caches (keeps mlflow.db and artifacts: see clean-store)
 	rm -rf outputs multirun .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+reproduce: $(STAMP) ## train run RUN=<run id> again and check it matches (exit 1 if not)
+	@if [ -z "$(RUN)" ]; then echo "usage: make reproduce RUN=<run id> [ARGS=--tolerance=1e-12]" >&2; exit 2; fi
+	$(PY) -m backprop_lab.reproduce $(RUN) $(ARGS)

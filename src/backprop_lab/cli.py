@@ -8,12 +8,14 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from .config import ConfigError, Settings, flatten, to_plain, validate
+from .identity import HASH_TAG, config_hash
 from .paths import ROOT_ENV, project_root
 from .runner import Diverged, GradientCheckError, TrainResult, train
 
@@ -56,10 +58,12 @@ def _record_config(recorder, plain: dict, output_dir: Path | None) -> None:
         recorder.artifact_dir(output_dir / ".hydra", ".hydra")
 
 
-def execute(settings: Settings, plain: dict, root: Path, run_name: str | None = None) -> Outcome:
+def execute(settings: Settings, plain: dict, root: Path, run_name: str | None = None,
+            extra_tags: Mapping[str, str] | None = None) -> Outcome:
     """Open an MLflow run for `settings`, train, and record everything; return the outcome.
 
-    `plain` is the resolved config as a dict (what gets logged as params and config.yaml).
+    `plain` is the resolved config as a dict (what gets logged as params and config.yaml);
+    `extra_tags` are set on the run when it is created (e.g. what it reproduces).
     Raises GradientCheckError or Diverged after the run has been marked FAILED.
     """
     from threadpoolctl import threadpool_limits
@@ -68,7 +72,8 @@ def execute(settings: Settings, plain: dict, root: Path, run_name: str | None = 
 
     uri = tracking.resolve_uri(settings.tracking.uri, root)
     client, experiment_id = tracking.open_experiment(uri, settings.tracking.experiment)
-    tags = {"seed": settings.seed, "compute.dtype": settings.compute.dtype}
+    tags = {"seed": settings.seed, "compute.dtype": settings.compute.dtype,
+            HASH_TAG: config_hash(settings), **(extra_tags or {})}
     if settings.tracking.parent_run_id:
         tags["mlflow.parentRunId"] = settings.tracking.parent_run_id
     run = client.create_run(experiment_id, run_name=settings.tracking.run_name or run_name,
@@ -80,10 +85,12 @@ def execute(settings: Settings, plain: dict, root: Path, run_name: str | None = 
     recorder = tracking.MlflowRecorder(client, run_id)
     with tracking.recorded_run(recorder):
         recorder.params(flatten(plain))
-        recorder.tags(tracking.provenance(root))
         _record_config(recorder, plain, _hydra_output_dir())
+        # BLAS products change in their last bits with the thread count, so the count is
+        # pinned for the run and recorded from inside the pin, where it is the one in force.
         with threadpool_limits(limits=settings.compute.blas_threads), \
                 _progress_bar(settings.optimizer.steps) as bar:
+            recorder.tags(tracking.provenance(root))
             result = train(settings, recorder, progress=lambda done: bar.update(done - bar.n))
         recorder.flush()
         title = f"{settings.objective.name}, widths {list(settings.model.widths)}"
