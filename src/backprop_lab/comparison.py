@@ -78,9 +78,9 @@ class Verdict:
         first = self.first
         at_step = sum(1 for d in self.differences if d.step == first.step)
         lines = [f"DIFFERENT: first at {first.describe()}",
-                 f"  {at_step} metrics differ at step {first.step}; "
-                 f"{len(self.differences)} of {counted} differ beyond tolerance "
-                 f"{self.tolerance:g}"]
+                 f"  {at_step} metrics differ at step {first.step}; in all "
+                 f"{len(self.differences)} of {self.n_points} points ({self.n_metrics} metrics) "
+                 f"differ beyond tolerance {self.tolerance:g}"]
         if self.largest is not first:
             lines.append(f"  largest: {self.largest.describe()}")
         return "\n".join(lines)
