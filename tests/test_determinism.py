@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -24,21 +25,26 @@ THREAD_SENSITIVE = ["seed=5", "compute.dtype=float32", "gradcheck.enabled=false"
                     "optimizer.steps=5", "tracking.log_arrays=false"]
 
 
+EXPERIMENT = f"determinism-{uuid.uuid4().hex[:8]}"
+
+
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+def store(store_uri):
+    return store_uri
 
 
 def run(store, *overrides: str) -> str:
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose("config", overrides=[f"tracking.uri={store}", *overrides])
+        cfg = compose("config", overrides=[f"tracking.uri={store}",
+                                           f"tracking.experiment={EXPERIMENT}", *overrides])
     return execute(validate(cfg), to_plain(cfg), project_root()).run_id
 
 
 def joblib_sweep(store, folder, *overrides: str) -> None:
     """The config as a one-job multirun on Hydra's joblib launcher, in a worker process."""
     command = [sys.executable, "-m", "backprop_lab", "-m", "hydra/launcher=joblib",
-               f"hydra.sweep.dir={folder}", f"tracking.uri={store}", *overrides]
+               f"hydra.sweep.dir={folder}", f"tracking.uri={store}",
+               f"tracking.experiment={EXPERIMENT}", *overrides]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 

@@ -1,5 +1,7 @@
 """`reproduce` against a real SQLite MLflow store: identical reruns pass, any change is named."""
 
+import uuid
+
 import pytest
 from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
@@ -24,15 +26,19 @@ from backprop_lab.reproduce import (
 TINY = ["optimizer.steps=8", "gradcheck.max_entries=4", "tracking.log_arrays=false"]
 
 
+EXPERIMENT = f"reproduce-{uuid.uuid4().hex[:8]}"
+
+
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+def store(store_uri):
+    return store_uri
 
 
 def run(store, *overrides: str) -> str:
     """One run through the door, composed by Hydra as `python -m backprop_lab` would."""
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose("config", overrides=[*TINY, f"tracking.uri={store}", *overrides])
+        cfg = compose("config", overrides=[*TINY, f"tracking.uri={store}",
+                                           f"tracking.experiment={EXPERIMENT}", *overrides])
     return execute(validate(cfg), to_plain(cfg), project_root()).run_id
 
 
@@ -109,7 +115,7 @@ def test_unknown_run_or_store_is_one_clear_message(store, tmp_path, capsys):
 
 def test_a_sweep_is_reproduced_child_by_child_under_a_new_parent(store, capsys):
     client = MlflowClient(store)
-    experiment_id = client.get_experiment_by_name("backprop-lab").experiment_id
+    experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
     parent = client.create_run(experiment_id, run_name="sweep").info.run_id
     children = [run(store, f"seed={seed}", f"tracking.parent_run_id={parent}")
                 for seed in (1, 2)]
