@@ -22,6 +22,7 @@ from backprop_lab.reproduce import (
     main,
     reproduce,
 )
+from backprop_lab.runner import Diverged
 
 TINY = ["optimizer.steps=8", "gradcheck.max_entries=4", "tracking.log_arrays=false"]
 
@@ -128,3 +129,15 @@ def test_a_sweep_is_reproduced_child_by_child_under_a_new_parent(store, capsys):
     tags = client.get_run(new_parent.pop()).data.tags
     assert tags[REPRODUCTION_TAG] == parent and tags[VERDICT_TAG] == "2 of 2 identical"
     assert "2 of 2 runs reproduced identically" in capsys.readouterr().out
+
+
+def test_a_diverged_run_reproduces_by_diverging_at_the_same_step(store, capsys):
+    with pytest.raises(Diverged):
+        run(store, "objective=half_sum_squares", "optimizer.lr=100", "optimizer.steps=60",
+            "model.init_scale=1", "gradcheck.enabled=false")
+    client = MlflowClient(store)
+    experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    failed = client.search_runs([experiment_id], "attributes.status = 'FAILED'")[0].info.run_id
+    assert main([failed, "--uri", store]) == EXIT_IDENTICAL
+    out = capsys.readouterr().out
+    assert "IDENTICAL" in out and "both runs FAILED" in out and "diverged at step" in out

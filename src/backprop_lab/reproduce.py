@@ -30,6 +30,7 @@ from .tracking import resolve_uri
 log = logging.getLogger(__name__)
 
 EXIT_IDENTICAL, EXIT_DIFFERENT, EXIT_USER_ERROR = 0, 1, 2
+EXIT_INTERRUPTED = 130  # the shell's code for a Ctrl-C
 REPRODUCTION_TAG = "reproduction_of"  # on the new run: the id of the run it reproduces
 VERDICT_TAG = "reproduction.verdict"  # on the new run: what the comparison found
 
@@ -50,8 +51,11 @@ class Reproduction:
     def describe(self) -> str:
         text = self.verdict.describe()
         if self.original.status != self.reproduction.status:
-            text = (f"DIFFERENT: the original ended {self.original.status}, the reproduction "
+            return (f"DIFFERENT: the original ended {self.original.status}, the reproduction "
                     f"{self.reproduction.status}\n  histories: {text}")
+        if self.original.status == "FAILED":
+            reason = self.reproduction.tags.get("failure.reason", "unrecorded")
+            text += f"\n  both runs FAILED; the reproduction with: {reason}"
         return text
 
 
@@ -182,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: cannot reproduce {args.run_id}: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("stopped: the reproduction run is marked KILLED", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return EXIT_IDENTICAL if all(r.identical for r in results) else EXIT_DIFFERENT
 
 
