@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from .config import ConfigError, Settings, flatten, to_plain, validate
+from .data import DataError
 from .identity import HASH_TAG, config_hash
 from .paths import ROOT_ENV, project_root
 from .runner import Diverged, GradientCheckError, TrainResult, train
@@ -114,6 +115,8 @@ def run_from_config(cfg: DictConfig) -> float:
         _fail(f"config error: {error}", EXIT_USER_ERROR)
     try:
         outcome = execute(settings, to_plain(cfg), root, run_name=_run_name())
+    except DataError as error:
+        _fail(f"data error: {error}", EXIT_USER_ERROR)
     except (Diverged, GradientCheckError) as error:
         _fail(str(error), EXIT_RUN_FAILED)
     r = outcome.result

@@ -9,14 +9,31 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from .objectives import OBJECTIVES as OBJECTIVE_CLASSES
+from .paths import project_root
+
 DTYPES = ("float32", "float64")
-DATASETS = ("gaussian",)
-OBJECTIVES = ("output_mean", "half_sum_squares")
-OPTIMIZERS = ("sgd",)
+DATASETS = ("gaussian", "spiral", "iris", "digits", "csv")
+OBJECTIVES = ("output_mean", "half_sum_squares", "mse", "softmax_cross_entropy")
+OPTIMIZERS = ("sgd", "adam")
+
+# The dataset keys each dataset reads, beyond the ones all share; any other is refused.
+DATASET_KEYS = {
+    "gaussian": ("n_samples", "n_features"),
+    "spiral": ("n_samples", "n_classes"),
+    "iris": (),
+    "digits": (),
+    "csv": ("path", "features", "target"),
+}
+DATASET_SHARED = ("name", "standardize", "validation_fraction")
+# Likewise for optimisers.
+OPTIMIZER_KEYS = {"sgd": ("momentum",), "adam": ("beta1", "beta2", "epsilon")}
+OPTIMIZER_SHARED = ("name", "lr", "steps", "batch_size", "decay")
 
 
 class ConfigError(ValueError):
@@ -28,6 +45,12 @@ class DatasetSettings:
     name: str = "gaussian"
     n_samples: int = 50
     n_features: int = 3
+    n_classes: int = 3
+    path: str | None = None
+    features: tuple[str, ...] | None = None
+    target: str | None = None
+    standardize: bool = False
+    validation_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +70,12 @@ class OptimizerSettings:
     name: str = "sgd"
     lr: float = 0.1
     steps: int = 200
+    batch_size: int | None = None
+    decay: float = 0.0
+    momentum: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-7
 
 
 @dataclass(frozen=True)
@@ -125,6 +154,31 @@ def _optional_str(key: str, value: Any) -> str | None:
     return value
 
 
+def _fraction(key: str, value: Any) -> float:
+    """A number in [0, 1): momentum, Adam's betas, the share of rows held out."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ConfigError(f"{key}={value!r} is not allowed; use a number from 0 up to (not "
+                          "including) 1")
+    return float(value)
+
+
+def _non_negative_float(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+            math.isfinite(value) and value >= 0):
+        raise ConfigError(f"{key}={value!r} is not allowed; use a finite number >= 0, e.g. 0")
+    return float(value)
+
+
+def _names(key: str, value: Any) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if (not isinstance(value, (list, tuple)) or not value
+            or not all(isinstance(v, str) for v in value)):
+        raise ConfigError(f"{key}={value!r} must be null or a list of column names, "
+                          f"e.g. {key}=[x1,x2]")
+    return tuple(value)
+
+
 def _widths(key: str, value: Any) -> tuple[int, ...]:
     if not isinstance(value, (list, tuple)) or not value:
         raise ConfigError(
@@ -150,12 +204,43 @@ def _section(raw: Mapping, name: str, schema: type) -> dict:
     return {**defaults, **section}
 
 
+def _only_keys_of(raw, group: str, name: str, own: dict, shared: tuple[str, ...]) -> None:
+    """Refuse keys of `group` that the chosen `name` does not read (they would do nothing)."""
+    allowed = set(own[name]) | set(shared)
+    for key in sorted(set(raw.get(group, {})) - allowed):
+        users = [n for n, keys in own.items() if key in keys]
+        raise ConfigError(f"{group}.{key} does nothing with {group}.name={name!r} (it is read "
+                          f"by {', '.join(users) or 'no choice'}); remove it")
+
+
+def _csv_path(value: Any) -> str:
+    """dataset.path as an absolute path to an existing file; relative to the project root."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"dataset.path={value!r}: dataset=csv needs the CSV file's path, "
+                          "e.g. dataset.path=data/table.csv")
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = project_root() / path
+    if not path.is_file():
+        raise ConfigError(f"dataset.path={value!r}: no file at {path}; give an existing CSV "
+                          "file (relative paths start at the project root)")
+    return str(path)
+
+
 def _dataset(raw) -> DatasetSettings:
     s = _section(raw, "dataset", DatasetSettings)
+    name = _choice("dataset.name", s["name"], DATASETS)
+    _only_keys_of(raw, "dataset", name, DATASET_KEYS, DATASET_SHARED)
     return DatasetSettings(
-        name=_choice("dataset.name", s["name"], DATASETS),
+        name=name,
         n_samples=_int("dataset.n_samples", s["n_samples"], 1),
         n_features=_int("dataset.n_features", s["n_features"], 1),
+        n_classes=_int("dataset.n_classes", s["n_classes"], 2),
+        path=_csv_path(s["path"]) if name == "csv" else s["path"],
+        features=_names("dataset.features", s["features"]),
+        target=_optional_str("dataset.target", s["target"]),
+        standardize=_bool("dataset.standardize", s["standardize"]),
+        validation_fraction=_fraction("dataset.validation_fraction", s["validation_fraction"]),
     )
 
 
@@ -170,11 +255,39 @@ def _model(raw) -> ModelSettings:
 
 def _optimizer(raw) -> OptimizerSettings:
     s = _section(raw, "optimizer", OptimizerSettings)
+    name = _choice("optimizer.name", s["name"], OPTIMIZERS)
+    _only_keys_of(raw, "optimizer", name, OPTIMIZER_KEYS, OPTIMIZER_SHARED)
+    batch = s["batch_size"]
     return OptimizerSettings(
-        name=_choice("optimizer.name", s["name"], OPTIMIZERS),
+        name=name,
         lr=_positive_float("optimizer.lr", s["lr"]),
         steps=_int("optimizer.steps", s["steps"], 1),
+        batch_size=None if batch is None else _int("optimizer.batch_size", batch, 1),
+        decay=_non_negative_float("optimizer.decay", s["decay"]),
+        momentum=_fraction("optimizer.momentum", s["momentum"]),
+        beta1=_fraction("optimizer.beta1", s["beta1"]),
+        beta2=_fraction("optimizer.beta2", s["beta2"]),
+        epsilon=_positive_float("optimizer.epsilon", s["epsilon"]),
     )
+
+
+def _labels_match(dataset: DatasetSettings, objective: str) -> None:
+    """Refuse an objective that needs targets the dataset cannot give it."""
+    needs = OBJECTIVE_CLASSES[objective].needs
+    if needs is None:
+        return
+    what = "class labels" if needs == "classes" else "numeric targets"
+    if dataset.name == "gaussian":
+        raise ConfigError(
+            f"objective.name={objective!r} needs {what}, but dataset gaussian has none; use "
+            "a labelled dataset (dataset=spiral, iris, digits, or csv with dataset.target) or "
+            "an unlabelled objective (output_mean, half_sum_squares)")
+    if dataset.name == "csv" and dataset.target is None:
+        raise ConfigError(f"objective.name={objective!r} needs {what}; set dataset.target to "
+                          "the CSV column that holds them")
+    if needs == "values" and dataset.name in ("spiral", "iris", "digits"):
+        raise ConfigError(f"objective.name={objective!r} regresses onto numbers, but dataset "
+                          f"{dataset.name} has class labels; use objective=softmax_cross_entropy")
 
 
 def _gradcheck(raw) -> GradcheckSettings:
@@ -241,6 +354,7 @@ def validate(cfg: DictConfig | Mapping) -> Settings:
         compute=_compute(raw),
         tracking=_tracking(raw),
     )
+    _labels_match(settings.dataset, settings.objective.name)
     return settings
 
 

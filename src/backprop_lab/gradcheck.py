@@ -12,13 +12,20 @@ from .network import Network
 
 STEP = 1e-6  # finite-difference step h: small against the data, large against float64 noise
 MIN_STEP = 1e-10  # the smallest h tried when a step crosses a ReLU kink
+# Rounding leaves each loss value off by a few units in the last place of its size; the
+# difference of two such values, divided by 2h, carries that error into the estimate.
+ROUNDING = 16 * np.finfo(np.float64).eps
 
 
-def relative_error(analytic: np.ndarray, numeric: np.ndarray) -> np.ndarray:
-    """|a - n| / (|a| + |n|), and 0 where both are exactly zero (a dead unit agrees with itself)."""
+def relative_error(analytic: np.ndarray, numeric: np.ndarray, slack=0.0) -> np.ndarray:
+    """|a - n| / (|a| + |n|), and 0 where both are exactly zero (a dead unit agrees with itself).
+
+    `slack` (scalar or per entry) is the part of |a - n| that rounding alone can explain in
+    the numeric estimate; only the disagreement beyond it counts.
+    """
     analytic, numeric = np.asarray(analytic), np.asarray(numeric)
     scale = np.abs(analytic) + np.abs(numeric)
-    diff = np.abs(analytic - numeric)
+    diff = np.maximum(np.abs(analytic - numeric) - slack, 0.0)
     return np.divide(diff, scale, out=np.zeros_like(diff), where=scale > 0)
 
 
@@ -28,6 +35,7 @@ def numerical_gradient(
     indices: np.ndarray,
     step: float = STEP,
     crossed: Callable[[], bool] | None = None,
+    rounding: np.ndarray | None = None,
 ) -> np.ndarray:
     """d loss / d array[i] for each flat index i, by (loss(x + h) - loss(x - h)) / 2h.
 
@@ -35,6 +43,9 @@ def numerical_gradient(
     `crossed`, when given, is asked after each loss evaluation whether the perturbation moved
     some ReLU input across 0; if so h shrinks (down to MIN_STEP), since a difference taken
     across the kink measures the kink, not the gradient. Entries that still cross are NaN.
+    `rounding`, when given (one slot per index), receives the bound on each estimate's
+    rounding error, ROUNDING * (|loss(x + h)| + |loss(x - h)|) / 2h: the losses here all sum
+    non-negative terms, so their size bounds the size of what was summed.
     """
     grads = np.empty(len(indices), dtype=np.float64)
     flat = array.reshape(-1)  # a view, so writes reach the array
@@ -50,6 +61,8 @@ def numerical_gradient(
                 break
             h /= 100
         grads[k] = np.nan if kink else (plus - minus) / (2 * h)
+        if rounding is not None:
+            rounding[k] = ROUNDING * (abs(plus) + abs(minus)) / (2 * h)
     return grads
 
 
@@ -86,21 +99,27 @@ def check_network(
     rng: np.random.Generator,
     max_entries: int,
     max_samples: int,
+    targets: np.ndarray | None = None,
 ) -> GradCheckReport:
     """Compare every parameter gradient of `network` with finite differences.
 
     The check runs on a float64 copy (the network itself is untouched), on the first
-    `max_samples` rows of `inputs`, and on at most `max_entries` entries of each array,
-    chosen by `rng`, so that it stays cheap on large configurations.
+    `max_samples` rows of `inputs` (and of `targets`, for objectives that need them), and
+    on at most `max_entries` entries of each array, chosen by `rng`, so that it stays cheap
+    on large configurations.
     """
     twin = _as_float64(network)
     inputs = np.ascontiguousarray(inputs[:max_samples], dtype=np.float64)  # (n, F), n <= N
+    if targets is not None:
+        targets = targets[:max_samples]  # (n,) class indices or (n, T) values
+        if targets.dtype.kind == "f":
+            targets = targets.astype(np.float64)
     objective = objective_factory()
 
     def loss() -> float:
-        return objective(twin.forward(inputs))[0]
+        return objective(twin.forward(inputs), targets)[0]
 
-    _, dvalues = objective(twin.forward(inputs))
+    _, dvalues = objective(twin.forward(inputs), targets)
     twin.backward(dvalues)
     baseline = [relu.mask.copy() for relu in twin.relu]
 
@@ -114,10 +133,11 @@ def check_network(
             indices = np.arange(parameter.size)
         else:
             indices = np.sort(rng.choice(parameter.size, size=max_entries, replace=False))
-        numeric = numerical_gradient(loss, parameter, indices, crossed=crossed)
+        rounding = np.empty(len(indices))
+        numeric = numerical_gradient(loss, parameter, indices, crossed=crossed, rounding=rounding)
         on_kink = np.isnan(numeric)
         report.n_on_kink += int(on_kink.sum())
-        errors = np.where(on_kink, 0.0, relative_error(analytic[indices], numeric))
+        errors = np.where(on_kink, 0.0, relative_error(analytic[indices], numeric, rounding))
         worst = int(np.argmax(errors))
         report.per_array[name] = float(errors[worst])
         report.n_checked += len(indices)

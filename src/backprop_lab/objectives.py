@@ -1,7 +1,11 @@
 """Objectives: each maps the network's output to a loss and its upstream gradient.
 
-An objective is called on the last layer's output (N, W) and returns (loss, dvalues),
-dvalues being d loss / d output with the output's shape, ready for backward.
+An objective is called on the last layer's output (N, W), and on the targets when it
+needs them, and returns (loss, dvalues): dvalues is d loss / d output with the output's
+shape, ready for backward. `needs` says which targets: None (the founding objectives act
+on the output alone), "values" (T numbers per sample) or "classes" (one index per sample).
+Labelled objectives average over the N samples, so a mini-batch's loss is on the same
+scale as the whole dataset's.
 """
 
 from __future__ import annotations
@@ -15,11 +19,12 @@ class OutputMean:
     """loss = mean of every output element, so d loss / d output = 1 / (N * W) everywhere."""
 
     name = "output_mean"
+    needs = None
 
     def __init__(self):
         self._dvalues: np.ndarray | None = None
 
-    def __call__(self, output: np.ndarray) -> tuple[float, np.ndarray]:
+    def __call__(self, output: np.ndarray, targets=None) -> tuple[float, np.ndarray]:
         loss = float(output.mean())
         if self._dvalues is None or self._dvalues.shape != output.shape:
             # Constant for a given shape, so it is built once and reused.
@@ -31,11 +36,12 @@ class HalfSumSquares:
     """loss = 0.5 * sum of squared outputs, so d loss / d output = output itself."""
 
     name = "half_sum_squares"
+    needs = None
 
     def __init__(self):
         self._dvalues: np.ndarray | None = None
 
-    def __call__(self, output: np.ndarray) -> tuple[float, np.ndarray]:
+    def __call__(self, output: np.ndarray, targets=None) -> tuple[float, np.ndarray]:
         flat = output.reshape(-1)  # (N * W,)
         loss = 0.5 * float(flat @ flat)
         # A copy: the output buffer is overwritten by the next forward pass.
@@ -44,7 +50,55 @@ class HalfSumSquares:
         return loss, self._dvalues
 
 
-OBJECTIVES = {cls.name: cls for cls in (OutputMean, HalfSumSquares)}
+class MeanSquaredError:
+    """loss = mean over samples and target columns of (output - targets)^2.
+
+    With N samples and T columns, d loss / d output = 2 (output - targets) / (N * T).
+    """
+
+    name = "mse"
+    needs = "values"
+
+    def __call__(self, output: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
+        """output (N, T), targets (N, T) -> loss, dvalues (N, T)."""
+        error = output - targets  # (N, T) - (N, T) -> (N, T)
+        flat = error.reshape(-1)  # (N * T,)
+        loss = float(flat @ flat) / error.size
+        return loss, error * (2.0 / error.size)  # (N, T)
+
+
+class SoftmaxCrossEntropy:
+    """Softmax over K class scores, then the mean negative log-probability of the true class.
+
+    Taken together the two have the short gradient (softmax(output) - one_hot(targets)) / N,
+    cheaper and steadier than chaining each one's Jacobian. The loss is computed as
+    log-sum-exp minus the true score, which stays finite however confident the scores.
+    """
+
+    name = "softmax_cross_entropy"
+    needs = "classes"
+
+    def __call__(self, output: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
+        """output (N, K) scores, targets (N,) class indices -> loss, dvalues (N, K)."""
+        n_samples = output.shape[0]
+        rows = np.arange(n_samples)
+        shifted = output - output.max(axis=1, keepdims=True)  # (N, K) - (N, 1) -> (N, K)
+        exps = np.exp(shifted)
+        sums = exps.sum(axis=1)  # (N, K) -> (N,)
+        loss = float(np.mean(np.log(sums) - shifted[rows, targets]))
+        dvalues = exps / sums[:, None]  # (N, K) / (N, 1) -> (N, K), the softmax
+        dvalues[rows, targets] -= 1.0
+        dvalues /= n_samples
+        return loss, dvalues
+
+
+def accuracy(output: np.ndarray, targets: np.ndarray) -> float:
+    """Fraction of rows whose highest score (N, K) is at the true class index (N,)."""
+    return float(np.mean(output.argmax(axis=1) == targets))
+
+
+OBJECTIVES = {cls.name: cls for cls in (OutputMean, HalfSumSquares, MeanSquaredError,
+                                        SoftmaxCrossEntropy)}
 
 
 def make_objective(name: str):

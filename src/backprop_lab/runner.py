@@ -16,8 +16,8 @@ import numpy as np
 from . import data, gradcheck, shapes
 from .config import Settings
 from .network import Network
-from .objectives import OBJECTIVES
-from .optimizers import SGD
+from .objectives import OBJECTIVES, accuracy
+from .optimizers import Optimizer, make_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ STAT_NAMES = ("norm", "mean", "std", "min", "max")
 class Recorder(Protocol):
     """What the runner reports to. Implemented by MemoryRecorder and tracking.MlflowRecorder."""
 
-    def dataset(self, dataset: data.Dataset) -> None: ...
+    def dataset(self, dataset: data.Dataset, context: str = "training") -> None: ...
 
     def shapes(self, entries: list[shapes.ShapeEntry]) -> None: ...
 
@@ -57,12 +57,14 @@ class MemoryRecorder:
     """A recorder that keeps everything in lists and dicts: for tests and for quick looks."""
 
     datasets: list[data.Dataset] = field(default_factory=list)
+    dataset_contexts: list[str] = field(default_factory=list)  # "training", "validation"
     shape_entries: list[shapes.ShapeEntry] = field(default_factory=list)
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     saved: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
-    def dataset(self, dataset):
+    def dataset(self, dataset, context="training"):
         self.datasets.append(dataset)
+        self.dataset_contexts.append(context)
 
     def shapes(self, entries):
         self.shape_entries = list(entries)
@@ -84,6 +86,9 @@ class TrainResult:
     steps: int
     n_parameters: int
     gradcheck_error: float | None = None
+    # Measured on whole datasets after the last step, when there are targets or a
+    # validation set: train/loss, train/accuracy, val/loss, val/accuracy.
+    evaluation: dict[str, float] = field(default_factory=dict)
 
 
 def array_stats(values: np.ndarray) -> dict[str, float]:
@@ -97,7 +102,7 @@ def array_stats(values: np.ndarray) -> dict[str, float]:
     }
 
 
-def step_metrics(network: Network, optimizer: SGD, loss: float, output_mean: float) -> dict:
+def step_metrics(network: Network, optimizer: Optimizer, loss: float, output_mean: float) -> dict:
     """Every per-step metric: loss, and for each layer its arrays, update ratio and dead ReLUs."""
     values = {"train/loss": loss, "train/output_mean": output_mean}
     for name, parameter, gradient in network.parameters():
@@ -106,7 +111,7 @@ def step_metrics(network: Network, optimizer: SGD, loss: float, output_mean: flo
             values[f"param/{name}/{stat}"] = value
         for stat, value in array_stats(gradient).items():
             values[f"grad/{layer}.d{array}/{stat}"] = value
-        values[f"update/{name}/ratio"] = optimizer.update_ratio(parameter, gradient)
+        values[f"update/{name}/ratio"] = optimizer.update_ratio(name, parameter, gradient)
     for number, relu in enumerate(network.relu, start=1):
         values[f"relu/layer{number}/dead_fraction"] = relu.dead_fraction
     return values
@@ -123,36 +128,66 @@ def _first_non_finite(network: Network, loss: float) -> str | None:
     return None
 
 
-def build(settings: Settings):
-    """The dataset, network, objective and optimiser of a run, from its seed.
+@dataclass
+class Parts:
+    """Everything a run is made of, built from its settings and seed."""
 
-    Randomness flows from one SeedSequence made from `settings.seed`: one stream draws the
-    data and then the initial weights, another picks the entries the gradient check probes,
-    so switching the check on or off never changes the data or the weights.
+    train: data.Dataset  # the rows the steps learn from
+    validation: data.Dataset | None  # held-out rows, only evaluated
+    network: Network
+    objective_factory: Callable
+    optimizer: Optimizer
+    check_rng: np.random.Generator  # picks the entries the gradient check probes
+    batches: data.Batches  # the (inputs, targets) of each step
+
+
+def build(settings: Settings) -> Parts:
+    """The data, network, objective and optimiser of a run, from its seed.
+
+    Randomness flows from one SeedSequence made from `settings.seed`, in separate streams:
+    one draws the data and then the initial weights, one picks the entries the gradient
+    check probes, one shuffles mini-batches and one splits off validation rows. So switching
+    the check, the batch size or the split on or off never changes the data or the weights.
     """
-    model_stream, check_stream = np.random.SeedSequence(settings.seed).spawn(2)
+    model_stream, check_stream, batch_stream, split_stream = (
+        np.random.SeedSequence(settings.seed).spawn(4))
     rng = np.random.default_rng(model_stream)
     dtype = np.dtype(settings.compute.dtype)
     ds = settings.dataset
-    dataset = data.BUILDERS[ds.name](ds.n_samples, ds.n_features, rng=rng, dtype=dtype)
+    objective_factory = OBJECTIVES[settings.objective.name]
+    dataset = data.load(ds, objective_factory.needs, rng=rng, dtype=dtype)
+    train_set, validation = data.split(dataset, ds.validation_fraction,
+                                       rng=np.random.default_rng(split_stream))
+    if ds.standardize:
+        train_set, validation = data.standardize(train_set, validation)
     network = Network(
-        ds.n_features,
+        train_set.shape[1],
         settings.model.widths,
         rng=rng,
         init_scale=settings.model.init_scale,
         bias=settings.model.bias,
         dtype=dtype,
+        output_width=dataset.n_outputs if objective_factory.needs else None,
     )
-    objective_factory = OBJECTIVES[settings.objective.name]
-    optimizer = SGD(settings.optimizer.lr)
-    return dataset, network, objective_factory, optimizer, np.random.default_rng(check_stream)
+    batches = data.Batches(train_set, settings.optimizer.batch_size,
+                           np.random.default_rng(batch_stream))
+    return Parts(train_set, validation, network, objective_factory,
+                 _optimizer(settings), np.random.default_rng(check_stream), batches)
+
+
+def _optimizer(settings: Settings) -> Optimizer:
+    o = settings.optimizer
+    if o.name == "adam":
+        return make_optimizer("adam", lr=o.lr, beta1=o.beta1, beta2=o.beta2,
+                              epsilon=o.epsilon, decay=o.decay)
+    return make_optimizer("sgd", lr=o.lr, momentum=o.momentum, decay=o.decay)
 
 
 def run_gradcheck(settings, network, dataset, objective_factory, rng) -> float:
     g = settings.gradcheck
     report = gradcheck.check_network(
         network, dataset.inputs, objective_factory, rng=rng,
-        max_entries=g.max_entries, max_samples=g.max_samples,
+        max_entries=g.max_entries, max_samples=g.max_samples, targets=dataset.targets,
     )
     log.info("gradient check: largest relative error %.3g at %s (%d entries, %d on a ReLU kink)",
              report.max_rel_error, report.worst_entry, report.n_checked, report.n_on_kink)
@@ -166,6 +201,18 @@ def run_gradcheck(settings, network, dataset, objective_factory, rng) -> float:
     return report.max_rel_error
 
 
+def evaluate(network: Network, objective, dataset: data.Dataset, prefix: str) -> dict:
+    """{prefix}/loss, and {prefix}/accuracy for class labels, over a whole dataset.
+
+    This runs a forward pass, so call it only once the step's gradients are taken.
+    """
+    output = network.forward(dataset.inputs)  # (N, W_last)
+    values = {f"{prefix}/loss": objective(output, dataset.targets)[0]}
+    if dataset.labels == "classes":
+        values[f"{prefix}/accuracy"] = accuracy(output, dataset.targets)
+    return values
+
+
 def train(
     settings: Settings,
     recorder: Recorder,
@@ -176,38 +223,64 @@ def train(
     `progress`, when given, is called with the number of steps done after each step.
     Raises GradientCheckError or Diverged; whatever was reported before that is kept.
     """
-    dataset, network, objective_factory, optimizer, check_rng = build(settings)
-    objective = objective_factory()
-    inputs = dataset.inputs  # (N, F)
-    log.info("data %s %s, network widths %s, %d parameters",
-             dataset.name, inputs.shape, list(settings.model.widths), network.n_parameters)
-    recorder.dataset(dataset)
+    parts = build(settings)
+    network, optimizer, objective = parts.network, parts.optimizer, parts.objective_factory()
+    # A separate instance: objectives may keep buffers sized for the training batch.
+    held_out = parts.objective_factory()
+    log.info("data %s %s, network widths %s, %d parameters", parts.train.name,
+             parts.train.shape, [d.weights.shape[1] for d in network.dense],
+             network.n_parameters)
+    recorder.dataset(parts.train, "training")
+    if parts.validation is not None:
+        recorder.dataset(parts.validation, "validation")
 
     check_error = None
     if settings.gradcheck.enabled:
-        check_error = run_gradcheck(settings, network, dataset, objective_factory, check_rng)
+        check_error = run_gradcheck(settings, network, parts.train, parts.objective_factory,
+                                    parts.check_rng)
         recorder.metrics(0, {"gradcheck/max_rel_error": check_error})
 
     steps, log_every = settings.optimizer.steps, settings.tracking.log_every
     initial_loss = loss = float("nan")
     for step in range(steps):
-        output = network.forward(inputs)  # (N, W_last)
-        loss, dvalues = objective(output)
+        inputs, targets = next(parts.batches)  # (B, F), (B,) or (B, T) or None
+        output = network.forward(inputs)  # (B, W_last)
+        loss, dvalues = objective(output, targets)
         network.backward(dvalues)
         if step == 0:
             initial_loss = loss
             recorder.shapes(shapes.ledger(network, dvalues))
         fault = _first_non_finite(network, loss)
         if fault or step % log_every == 0 or step == steps - 1:
-            output_mean = float(output.mean())
-            recorder.metrics(step, step_metrics(network, optimizer, loss, output_mean))
+            values = step_metrics(network, optimizer, loss, float(output.mean()))
+            if parts.train.labels == "classes":
+                values["train/accuracy"] = accuracy(output, targets)
+            if parts.validation is not None and not fault:
+                values.update(evaluate(network, held_out, parts.validation, "val"))
+            recorder.metrics(step, values)
         if fault:
             raise Diverged(step, fault)
         optimizer.step(network)
         if progress is not None:
             progress(step + 1)
 
+    evaluation = _final_evaluation(parts, held_out)
+    if evaluation:
+        recorder.metrics(steps, evaluation)
     if settings.tracking.log_arrays:
         recorder.arrays("weights", {name: p for name, p, _ in network.parameters()})
         recorder.arrays("gradients", {f"d{name}": g for name, _, g in network.parameters()})
-    return TrainResult(initial_loss, loss, steps, network.n_parameters, check_error)
+    return TrainResult(initial_loss, loss, steps, network.n_parameters, check_error, evaluation)
+
+
+def _final_evaluation(parts: Parts, objective) -> dict[str, float]:
+    """Loss and accuracy on the whole training and validation sets after the last step.
+
+    Skipped for unlabelled data without a validation set, whose record stays as it was.
+    """
+    if parts.train.labels is None and parts.validation is None:
+        return {}
+    values = evaluate(parts.network, objective, parts.train, "train")
+    if parts.validation is not None:
+        values.update(evaluate(parts.network, objective, parts.validation, "val"))
+    return values

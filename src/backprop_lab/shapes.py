@@ -39,7 +39,8 @@ def _entry(direction, layer, array, value: np.ndarray, product: str = "") -> Sha
 
 
 def _forward_entries(label, dense, relu) -> list[ShapeEntry]:
-    x, w, z, a = dense.inputs, dense.weights, dense.output, relu.output
+    """The forward arrays of one layer; relu is None for a linear output layer."""
+    x, w, z = dense.inputs, dense.weights, dense.output
     rows = [
         _entry("forward", label, "inputs", x),
         _entry("forward", label, "weights", w),
@@ -48,20 +49,27 @@ def _forward_entries(label, dense, relu) -> list[ShapeEntry]:
     if dense.biases is not None:
         rows.append(_entry("forward", label, "biases", dense.biases))
         product += f" + {_fmt(dense.biases.shape)}"
+    if relu is None:
+        rows.append(_entry("forward", label, "output", z, product))
+        return rows
+    a = relu.output
     rows.append(_entry("forward", label, "preactivation", z, product))
     rows.append(_entry("forward", label, "output", a, f"relu{_fmt(z.shape)} -> {_fmt(a.shape)}"))
     return rows
 
 
 def _backward_entries(label, dense, relu, dvalues, first: bool) -> list[ShapeEntry]:
-    dz, x, w = relu.dinputs, dense.inputs, dense.weights
-    rows = [
-        _entry("backward", label, "dvalues", dvalues),
-        _entry("backward", label, "drelu", dz,
-               f"{_fmt(dvalues.shape)} * mask{_fmt(relu.mask.shape)} -> {_fmt(dz.shape)}"),
-        _entry("backward", label, "dweights", dense.dweights,
-               f"{_fmt(x.T.shape)} @ {_fmt(dz.shape)} -> {_fmt(dense.dweights.shape)}"),
-    ]
+    """The backward arrays of one layer; with no relu, dvalues reach the Dense layer directly."""
+    x, w = dense.inputs, dense.weights
+    rows = [_entry("backward", label, "dvalues", dvalues)]
+    dz = dvalues
+    if relu is not None:
+        dz = relu.dinputs
+        rows.append(_entry("backward", label, "drelu", dz,
+                           f"{_fmt(dvalues.shape)} * mask{_fmt(relu.mask.shape)} -> "
+                           f"{_fmt(dz.shape)}"))
+    rows.append(_entry("backward", label, "dweights", dense.dweights,
+                       f"{_fmt(x.T.shape)} @ {_fmt(dz.shape)} -> {_fmt(dense.dweights.shape)}"))
     if dense.dbiases is not None:
         rows.append(_entry("backward", label, "dbiases", dense.dbiases,
                            f"sum over N of {_fmt(dz.shape)} -> {_fmt(dense.dbiases.shape)}"))
@@ -77,7 +85,8 @@ def ledger(network: Network, dvalues: np.ndarray) -> list[ShapeEntry]:
     `dvalues` is what the objective fed back (the last layer's upstream gradient).
     """
     labels = [f"layer{i}" for i in range(1, len(network.dense) + 1)]
-    pairs = list(zip(labels, network.dense, network.relu))
+    relus = [*network.relu, *[None] * (len(network.dense) - len(network.relu))]
+    pairs = list(zip(labels, network.dense, relus))
     rows = [r for label, dense, relu in pairs for r in _forward_entries(label, dense, relu)]
     upstream = dvalues
     for index in reversed(range(len(pairs))):
@@ -89,5 +98,7 @@ def ledger(network: Network, dvalues: np.ndarray) -> list[ShapeEntry]:
 
 def key_products(entries: list[ShapeEntry]) -> dict[str, str]:
     """The entries worth seeing at a glance, as {'layer1.preactivation': '(50, 3) @ ...'}."""
-    wanted = {"preactivation", "dweights", "dinputs"}
-    return {f"{e.layer}.{e.array}": e.product for e in entries if e.array in wanted}
+    wanted = {"preactivation", "output", "dweights", "dinputs"}
+    # A linear output layer's output is itself a product; a ReLU's output is not.
+    return {f"{e.layer}.{e.array}": e.product for e in entries
+            if e.array in wanted and "@" in e.product}

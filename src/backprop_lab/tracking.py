@@ -106,17 +106,28 @@ class MlflowRecorder:
         if len(self._buffer) >= self.chunk:
             self.flush()
 
-    def dataset(self, dataset: Dataset) -> None:
+    def dataset(self, dataset: Dataset, context: str = "training") -> None:
+        """Log `dataset` as a run input: name, source, digest, and the shapes in its profile.
+
+        The training set's digest and shape also go into tags (data.digest, data.shape);
+        other contexts get their own (data.validation.digest, ...).
+        """
         import mlflow.data  # only the dataset helpers; kept out of the import of this module
         from mlflow.data.code_dataset_source import CodeDatasetSource
 
         source = CodeDatasetSource(tags={"builder": dataset.source})
         entity = mlflow.data.from_numpy(
-            dataset.inputs, source=source, name=dataset.name
+            dataset.inputs, source=source, targets=dataset.targets, name=dataset.name
         )._to_mlflow_entity()
-        context = InputTag(key="mlflow.data.context", value="training")
-        self.client.log_inputs(self.run_id, datasets=[DatasetInput(entity, tags=[context])])
-        self.tags({"data.digest": entity.digest, "data.shape": str(dataset.shape)})
+        context_tag = InputTag(key="mlflow.data.context", value=context)
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(entity, tags=[context_tag])])
+        prefix = "data" if context == "training" else f"data.{context}"
+        tags = {f"{prefix}.digest": entity.digest, f"{prefix}.shape": str(dataset.shape)}
+        if dataset.targets is not None:
+            tags[f"{prefix}.targets_shape"] = str(dataset.targets.shape)
+        if dataset.classes is not None:
+            tags[f"{prefix}.classes"] = ",".join(dataset.classes)[:5000]  # under MLflow's cap
+        self.tags(tags)
 
     def shapes(self, entries: list[ShapeEntry]) -> None:
         rows = [e.as_row() for e in entries]
