@@ -14,11 +14,19 @@ def options(group):
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
+# Options that cannot run alone, with the overrides that complete them.
+COMPANIONS = {
+    ("dataset", "csv"): ["dataset.path=data/sine.csv"],
+    ("objective", "mse"): ["dataset=csv", "dataset.path=data/sine.csv", "dataset.target=y"],
+    ("objective", "softmax_cross_entropy"): ["dataset=iris"],
+}
+
+
 @pytest.mark.parametrize(
     "group, option", [(g, o) for g in GROUPS for o in options(g)], ids=lambda v: str(v)
 )
 def test_every_option_of_every_group_composes_and_validates(compose, group, option):
-    cfg = compose(f"{group}={option}")
+    cfg = compose(f"{group}={option}", *COMPANIONS.get((group, option), []))
     settings = validate(cfg)
     assert settings.seed == cfg.seed
 

@@ -182,8 +182,9 @@ def as_classes(dataset: Dataset) -> Dataset:
     fractional = np.flatnonzero(values != np.round(values))
     if fractional.size:
         row = int(fractional[0])
-        raise DataError(f"{dataset.source}: target row {row + 1} is {values[row]!r}, not a class "
-                        "label; classification needs whole numbers or text in the target column")
+        raise DataError(f"{dataset.source}: target row {row + 1} is {float(values[row]):g}, "
+                        "not a class label; classification needs whole numbers or text in the "
+                        "target column")
     names, codes = np.unique(values, return_inverse=True)
     return replace(dataset, targets=codes.astype(np.int64),
                    classes=tuple(f"{v:g}" for v in names))

@@ -227,12 +227,7 @@ def train(
     network, optimizer, objective = parts.network, parts.optimizer, parts.objective_factory()
     # A separate instance: objectives may keep buffers sized for the training batch.
     held_out = parts.objective_factory()
-    log.info("data %s %s, network widths %s, %d parameters", parts.train.name,
-             parts.train.shape, [d.weights.shape[1] for d in network.dense],
-             network.n_parameters)
-    recorder.dataset(parts.train, "training")
-    if parts.validation is not None:
-        recorder.dataset(parts.validation, "validation")
+    _announce(parts, recorder)
 
     check_error = None
     if settings.gradcheck.enabled:
@@ -252,12 +247,7 @@ def train(
             recorder.shapes(shapes.ledger(network, dvalues))
         fault = _first_non_finite(network, loss)
         if fault or step % log_every == 0 or step == steps - 1:
-            values = step_metrics(network, optimizer, loss, float(output.mean()))
-            if parts.train.labels == "classes":
-                values["train/accuracy"] = accuracy(output, targets)
-            if parts.validation is not None and not fault:
-                values.update(evaluate(network, held_out, parts.validation, "val"))
-            recorder.metrics(step, values)
+            recorder.metrics(step, _step_values(parts, held_out, loss, output, targets, fault))
         if fault:
             raise Diverged(step, fault)
         optimizer.step(network)
@@ -271,6 +261,28 @@ def train(
         recorder.arrays("weights", {name: p for name, p, _ in network.parameters()})
         recorder.arrays("gradients", {f"d{name}": g for name, _, g in network.parameters()})
     return TrainResult(initial_loss, loss, steps, network.n_parameters, check_error, evaluation)
+
+
+def _announce(parts: Parts, recorder: Recorder) -> None:
+    """Log the run's shapes once, and report the datasets it uses."""
+    network = parts.network
+    log.info("data %s %s, network widths %s, %d parameters", parts.train.name,
+             parts.train.shape, [d.weights.shape[1] for d in network.dense],
+             network.n_parameters)
+    recorder.dataset(parts.train, "training")
+    if parts.validation is not None:
+        recorder.dataset(parts.validation, "validation")
+
+
+def _step_values(parts: Parts, held_out, loss, output, targets, fault) -> dict[str, float]:
+    """step_metrics, plus accuracy on the step's batch and the validation set's scores."""
+    values = step_metrics(parts.network, parts.optimizer, loss, float(output.mean()))
+    if parts.train.labels == "classes":
+        values["train/accuracy"] = accuracy(output, targets)
+    if parts.validation is not None and not fault:
+        # After backward: this extra forward pass cannot disturb the step's gradients.
+        values.update(evaluate(parts.network, held_out, parts.validation, "val"))
+    return values
 
 
 def _final_evaluation(parts: Parts, objective) -> dict[str, float]:
