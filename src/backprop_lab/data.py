@@ -72,7 +72,7 @@ def gaussian(n_samples: int, n_features: int, *, rng: np.random.Generator, dtype
 def spiral(n_samples: int, n_classes: int, *, rng: np.random.Generator, dtype) -> Dataset:
     """The book's spiral: K arms of points in the plane, one class per arm, N points in all.
 
-    Each arm sweeps 4 radians while its radius grows from 0 to 1; Gaussian noise of 0.2 on
+    Each arm sweeps 4 radians while its radius grows to 1; Gaussian noise of 0.2 on
     the angle blurs neighbouring arms, so no straight line separates them.
     """
     per_class = np.full(n_classes, n_samples // n_classes)
