@@ -116,10 +116,15 @@ def check_network(
             targets = targets.astype(np.float64)
     objective = objective_factory()
 
-    def loss() -> float:
-        return objective(twin.forward(inputs), targets)[0]
+    def evaluate() -> tuple[float, np.ndarray]:
+        # Unlabelled objectives may take the output alone.
+        output = twin.forward(inputs)  # (n, W_last)
+        return objective(output) if targets is None else objective(output, targets)
 
-    _, dvalues = objective(twin.forward(inputs), targets)
+    def loss() -> float:
+        return evaluate()[0]
+
+    _, dvalues = evaluate()
     twin.backward(dvalues)
     baseline = [relu.mask.copy() for relu in twin.relu]
 
