@@ -189,8 +189,9 @@ def run_gradcheck(settings, network, dataset, objective_factory, rng) -> float:
         network, dataset.inputs, objective_factory, rng=rng,
         max_entries=g.max_entries, max_samples=g.max_samples, targets=dataset.targets,
     )
-    log.info("gradient check: largest relative error %.3g at %s (%d entries, %d on a ReLU kink)",
-             report.max_rel_error, report.worst_entry, report.n_checked, report.n_on_kink)
+    log.info("gradient check: largest relative error %.3g at %s beyond rounding (%.3g before), "
+             "%d entries, %d on a ReLU kink", report.max_rel_error, report.worst_entry,
+             report.max_raw_error, report.n_checked, report.n_on_kink)
     if report.max_rel_error > g.tolerance:
         raise GradientCheckError(
             f"gradient check failed: relative error {report.max_rel_error:.3g} at "
@@ -256,6 +257,8 @@ def train(
 
     evaluation = _final_evaluation(parts, held_out)
     if evaluation:
+        log.info("after %d steps: %s", steps,
+                 ", ".join(f"{k} {v:.4g}" for k, v in evaluation.items()))
         recorder.metrics(steps, evaluation)
     if settings.tracking.log_arrays:
         recorder.arrays("weights", {name: p for name, p, _ in network.parameters()})
