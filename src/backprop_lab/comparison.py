@@ -16,7 +16,7 @@ History = Mapping[str, list[tuple[int, float]]]
 
 # Tags whose change can change a result, in the order a reader should hear about them.
 PROVENANCE_KEYS = ("git.commit", "git.dirty", "numpy.version", "blas.library", "blas.threads",
-                   "compute.dtype", "config.hash")
+                   "compute.dtype", "config.hash", "data.digest")
 
 
 @dataclass(frozen=True)
