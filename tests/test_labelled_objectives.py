@@ -95,3 +95,19 @@ def test_the_gradient_check_catches_a_slightly_wrong_gradient():
     report = gradcheck.check_network(network, inputs, Off, rng=rng, max_entries=50,
                                      max_samples=8, targets=targets)
     assert report.max_rel_error > 1e-4
+
+
+def test_the_shape_ledger_shows_the_linear_output_layer():
+    from backprop_lab import shapes
+
+    rng = np.random.default_rng(4)
+    network = Network(2, [5], rng=rng, output_width=3)
+    objective = SoftmaxCrossEntropy()
+    _, dvalues = objective(network.forward(rng.standard_normal((7, 2))), np.arange(7) % 3)
+    network.backward(dvalues)
+    entries = shapes.ledger(network, dvalues)
+    layer2 = {(e.direction, e.array): e for e in entries if e.layer == "layer2"}
+    assert layer2["forward", "output"].product == "(7, 5) @ (5, 3) -> (7, 3) + (1, 3)"
+    assert layer2["backward", "dweights"].product == "(5, 7) @ (7, 3) -> (5, 3)"
+    assert ("forward", "preactivation") not in layer2 and ("backward", "drelu") not in layer2
+    assert shapes.key_products(entries)["layer2.output"].endswith("-> (7, 3) + (1, 3)")

@@ -227,8 +227,8 @@ def standardize(train: Dataset, validation: Dataset | None) -> tuple[Dataset, Da
 class Batches:
     """Mini-batches of a dataset, reshuffled by `rng` at the start of every pass.
 
-    batch_size None means the whole dataset each step, in its own order, with no copy and
-    no draw from `rng`. Otherwise each pass copies the rows once into shuffled order, and
+    batch_size None (or at least N) means the whole dataset each step, in its own order,
+    with no copy and no draw from `rng`. Otherwise each pass copies the rows once into shuffled order, and
     the batches are consecutive views of that copy; the last batch of a pass may be short.
     """
 
