@@ -72,8 +72,10 @@ def test_sine_regression_reads_the_csv_and_fits_the_curve(compose):
     assert result.initial_loss > 0.3
 
 
-def test_mini_batch_runs_reproduce_by_seed(compose):
-    overrides = ["experiment=iris", "optimizer.steps=30", "optimizer.batch_size=16"]
+@pytest.mark.parametrize("experiment", ["iris", "spiral_classifier"])
+def test_mini_batch_runs_reproduce_by_seed(compose, experiment):
+    overrides = [f"experiment={experiment}", "optimizer.steps=30", "optimizer.batch_size=16",
+                 "tracking.log_every=1"]
     first, second = MemoryRecorder(), MemoryRecorder()
     train(validate(compose(*overrides)), first)
     train(validate(compose(*overrides)), second)
