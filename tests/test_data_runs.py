@@ -31,6 +31,8 @@ def one_blas_thread():
                                                 r"dataset.name='iris' \(it is read by gaussian"),
     (["optimizer=adam", "+optimizer.momentum=0.9"], r"optimizer.momentum does nothing"),
     (["optimizer.batch_size=0"], r"optimizer.batch_size=0 is too small"),
+    (["dataset=spiral", "dataset.n_samples=2"], r"dataset.n_samples=2 gives some of the "
+                                                 r"dataset.n_classes=3 spiral arms no points"),
     (["optimizer.momentum=1.0"], r"optimizer.momentum=1.0 is not allowed"),
     (["dataset=iris", "dataset.validation_fraction=1"], r"dataset.validation_fraction=1"),
 ])

@@ -82,6 +82,7 @@ def test_csv_with_a_numeric_target_gives_regression_values(tmp_path):
     ("a,b\n1,2\n3,oops\n", None, None, r"column 'b', row 2: 'oops' is not a number"),
     ("a,b\n1,2\n3,\n5,6\n", None, None, r"column 'b', row 2 .*is empty"),
     ("a,t\n1,x\n2,\n", None, "t", r"column 't', row 2 .*is empty"),
+    ("a,t\n1,2\n", ["a", "t"], "t", r"'t' is both the target and a feature"),
 ])
 def test_csv_errors_name_the_column_and_row(tmp_path, text, features, target, message):
     with pytest.raises(DataError, match=message):

@@ -231,6 +231,10 @@ def _dataset(raw) -> DatasetSettings:
     s = _section(raw, "dataset", DatasetSettings)
     name = _choice("dataset.name", s["name"], DATASETS)
     _only_keys_of(raw, "dataset", name, DATASET_KEYS, DATASET_SHARED)
+    if name == "spiral" and _int("dataset.n_samples", s["n_samples"], 1) < s["n_classes"]:
+        raise ConfigError(f"dataset.n_samples={s['n_samples']} gives some of the "
+                          f"dataset.n_classes={s['n_classes']} spiral arms no points; use at "
+                          "least one sample per class")
     return DatasetSettings(
         name=name,
         n_samples=_int("dataset.n_samples", s["n_samples"], 1),

@@ -122,6 +122,9 @@ def csv(path: Path, features: Sequence[str] | None, target: str | None, *, dtype
     if missing:
         raise DataError(f"{path}: no column {missing[0]!r}; the columns are {columns}; "
                         "check dataset.features and dataset.target")
+    if target is not None and target in (features or ()):
+        raise DataError(f"{path}: column {target!r} is both the target and a feature; "
+                        "drop it from dataset.features")
     if features is None:
         features = [c for c in columns if c != target]
     if not features:
@@ -228,8 +231,9 @@ class Batches:
     """Mini-batches of a dataset, reshuffled by `rng` at the start of every pass.
 
     batch_size None (or at least N) means the whole dataset each step, in its own order,
-    with no copy and no draw from `rng`. Otherwise each pass copies the rows once into shuffled order, and
-    the batches are consecutive views of that copy; the last batch of a pass may be short.
+    with no copy and no draw from `rng`. Otherwise each pass copies the rows once into
+    shuffled order, and the batches are consecutive views of that copy; the last batch of a
+    pass may be short.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int | None, rng: np.random.Generator):
