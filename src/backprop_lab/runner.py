@@ -7,6 +7,7 @@ knows whether that is MLflow or the in-memory recorder the tests use.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -91,25 +92,42 @@ class TrainResult:
     evaluation: dict[str, float] = field(default_factory=dict)
 
 
-def array_stats(values: np.ndarray) -> dict[str, float]:
-    """norm, mean, std, min and max of an array, as plain floats."""
+def array_stats(values: np.ndarray, scratch: np.ndarray | None = None) -> dict[str, float]:
+    """norm, mean, std, min and max of an array, as plain floats.
+
+    `scratch`, an array of the same size and dtype, receives the deviations from the mean
+    that std needs, so a caller that keeps one allocates nothing per call.
+    """
+    flat = values.reshape(-1)  # (n,), a view of the contiguous array
+    mean = float(flat.mean())
+    out = None if scratch is None else scratch.reshape(-1)
+    deviations = np.subtract(flat, mean, out=out)  # (n,) - () -> (n,)
     return {
-        "norm": float(np.linalg.norm(values)),
-        "mean": float(values.mean()),
-        "std": float(values.std()),
-        "min": float(values.min()),
-        "max": float(values.max()),
+        # np.linalg.norm computes the same dot product, behind more checks
+        "norm": math.sqrt(float(np.dot(flat, flat))),  # (n,) @ (n,) -> ()
+        "mean": mean,
+        "std": math.sqrt(float(np.dot(deviations, deviations)) / flat.size),  # (n,) @ (n,) -> ()
+        "min": float(flat.min()),
+        "max": float(flat.max()),
     }
 
 
-def step_metrics(network: Network, optimizer: Optimizer, loss: float, output_mean: float) -> dict:
-    """Every per-step metric: loss, and for each layer its arrays, update ratio and dead ReLUs."""
+def step_metrics(network: Network, optimizer: Optimizer, loss: float, output_mean: float,
+                 scratch: dict[str, np.ndarray] | None = None) -> dict:
+    """Every per-step metric: loss, and for each layer its arrays, update ratio and dead ReLUs.
+
+    `scratch` (name -> array) keeps the buffers array_stats works in from one step to the next.
+    """
+    scratch = {} if scratch is None else scratch
     values = {"train/loss": loss, "train/output_mean": output_mean}
     for name, parameter, gradient in network.parameters():
         layer, array = name.split(".")
-        for stat, value in array_stats(parameter).items():
+        work = scratch.get(name)
+        if work is None or work.shape != parameter.shape or work.dtype != parameter.dtype:
+            work = scratch[name] = np.empty_like(parameter)
+        for stat, value in array_stats(parameter, work).items():
             values[f"param/{name}/{stat}"] = value
-        for stat, value in array_stats(gradient).items():
+        for stat, value in array_stats(gradient, work).items():
             values[f"grad/{layer}.d{array}/{stat}"] = value
         values[f"update/{name}/ratio"] = optimizer.update_ratio(name, parameter, gradient)
     for number, relu in enumerate(network.relu, start=1):
@@ -117,15 +135,31 @@ def step_metrics(network: Network, optimizer: Optimizer, loss: float, output_mea
     return values
 
 
-def _first_non_finite(network: Network, loss: float) -> str | None:
-    if not np.isfinite(loss):
+def _first_non_finite(network: Network, loss: float, values: dict | None = None) -> str | None:
+    """What stopped being finite, or None.
+
+    `values`, this step's metrics when it has them, answer from their min and max: a NaN
+    or an infinity in an array always shows in one of the two.
+    """
+    if not math.isfinite(loss):
         return f"the loss is {loss}"
     for name, parameter, gradient in network.parameters():
-        if not np.isfinite(gradient).all():
+        layer, array = name.split(".")
+        if not _finite(gradient, values, f"grad/{layer}.d{array}"):
             return f"the gradient of {name} is not finite"
-        if not np.isfinite(parameter).all():
+        if not _finite(parameter, values, f"param/{name}"):
             return f"{name} is not finite"
     return None
+
+
+def _finite(array: np.ndarray, values: dict | None, key: str) -> bool:
+    if values is not None:
+        return math.isfinite(values[f"{key}/min"]) and math.isfinite(values[f"{key}/max"])
+    flat = array.reshape(-1)  # (n,), a view of the contiguous array
+    # One BLAS call screens the usual case: the sum of squares is finite only if every entry
+    # is. It can also overflow on huge finite entries, so a failed screen is checked exactly.
+    squares = np.dot(flat, flat)  # (n,) @ (n,) -> ()
+    return math.isfinite(squares) or bool(np.isfinite(flat).all())
 
 
 @dataclass
@@ -238,6 +272,7 @@ def train(
 
     steps, log_every = settings.optimizer.steps, settings.tracking.log_every
     initial_loss = loss = float("nan")
+    scratch: dict[str, np.ndarray] = {}  # step_metrics' work buffers, reused every step
     for step in range(steps):
         inputs, targets = next(parts.batches)  # (B, F), (B,) or (B, T) or None
         output = network.forward(inputs)  # (B, W_last)
@@ -246,9 +281,9 @@ def train(
         if step == 0:
             initial_loss = loss
             recorder.shapes(shapes.ledger(network, dvalues))
-        fault = _first_non_finite(network, loss)
-        if fault or step % log_every == 0 or step == steps - 1:
-            recorder.metrics(step, _step_values(parts, held_out, loss, output, targets, fault))
+        due = step % log_every == 0 or step == steps - 1
+        fault = _record_step(recorder, step, parts, held_out, (loss, output, targets), due,
+                             scratch)
         if fault:
             raise Diverged(step, fault)
         optimizer.step(network)
@@ -277,9 +312,30 @@ def _announce(parts: Parts, recorder: Recorder) -> None:
         recorder.dataset(parts.validation, "validation")
 
 
-def _step_values(parts: Parts, held_out, loss, output, targets, fault) -> dict[str, float]:
-    """step_metrics, plus accuracy on the step's batch and the validation set's scores."""
-    values = step_metrics(parts.network, parts.optimizer, loss, float(output.mean()))
+def _record_step(recorder, step, parts, held_out, result, due, scratch) -> str | None:
+    """Report this step's values when `due`, or when something stopped being finite.
+
+    `result` is the step's (loss, output, targets). Returns what stopped being finite, or
+    None. A step that computes its metrics answers the finiteness question from their min
+    and max, without another pass over the arrays.
+    """
+    loss, output, _ = result
+    metrics = None
+    if due:
+        metrics = step_metrics(parts.network, parts.optimizer, loss, float(output.mean()),
+                               scratch)
+    fault = _first_non_finite(parts.network, loss, metrics)
+    if fault or due:
+        recorder.metrics(step, _step_values(parts, held_out, result, fault, metrics, scratch))
+    return fault
+
+
+def _step_values(parts: Parts, held_out, result, fault, metrics, scratch) -> dict[str, float]:
+    """step_metrics (`metrics` when already computed), plus accuracy on the step's batch and
+    the validation set's scores."""
+    loss, output, targets = result
+    values = metrics or step_metrics(parts.network, parts.optimizer, loss,
+                                     float(output.mean()), scratch)
     if parts.train.labels == "classes":
         values["train/accuracy"] = accuracy(output, targets)
     if parts.validation is not None and not fault:
