@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -153,4 +154,9 @@ def main() -> None:
     def _task(cfg: DictConfig) -> float:
         return run_from_config(cfg)
 
-    _task()
+    try:
+        _task()
+    finally:
+        # Freezing the heap spares the interpreter's exit a garbage collection over every
+        # object MLflow's imports made: left to run, that took over a second.
+        gc.freeze()

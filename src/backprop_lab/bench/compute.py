@@ -60,7 +60,7 @@ TINY_SIZES = (
 DTYPES = ("float32", "float64")
 
 
-class _Discarding(MemoryRecorder):
+class Discarding(MemoryRecorder):
     """Keeps what a run reports except the step metrics, which it drops once computed."""
 
     def metrics(self, step, values):
@@ -136,7 +136,7 @@ def measure(size: Size, dtype: str, rng: np.random.Generator) -> dict[str, list[
             times["torch"].append(_timed(torch))
         clock[0] = time.perf_counter()
 
-    train(settings_for(size, dtype, steps, log_every=2), _Discarding(), progress=between_steps)
+    train(settings_for(size, dtype, steps, log_every=2), Discarding(), progress=between_steps)
     times["products"], times["torch"] = times["products"][1:], times["torch"][1:]
     return times
 
