@@ -9,7 +9,7 @@ PORT ?= 5000
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test ui clean reproduce
+.PHONY: help setup run test ui clean reproduce bench
 
 help: ## list the commands
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,3 +40,6 @@ clean: ## remove run outputs and caches (keeps mlflow.db and artifacts: see clea
 reproduce: $(STAMP) ## train run RUN=<run id> again and check it matches (exit 1 if not)
 	@if [ -z "$(RUN)" ]; then echo "usage: make reproduce RUN=<run id> [ARGS=--tolerance=1e-12]" >&2; exit 2; fi
 	$(PY) -m backprop_lab.reproduce $(RUN) $(ARGS)
+
+bench: $(STAMP) ## time step, memory, logging, start-up, sweeps side by side (ARGS=--tiny: quick)
+	$(PY) -m backprop_lab.bench $(ARGS)
