@@ -71,10 +71,10 @@ def test_runner_step_equals_plain_reference_exactly(objective, widths, bias):
         optimizer=OptimizerSettings(lr=0.05, steps=7),
         gradcheck=GradcheckSettings(enabled=False),
     )
-    dataset, network, *_ = build(settings)
+    parts = build(settings)
     expected, weights, biases = reference_losses(
-        dataset.inputs, [d.weights for d in network.dense],
-        [d.biases for d in network.dense], objective, lr=0.05, steps=7)
+        parts.train.inputs, [d.weights for d in parts.network.dense],
+        [d.biases for d in parts.network.dense], objective, lr=0.05, steps=7)
 
     recorder = MemoryRecorder()
     train(settings, recorder)
@@ -102,10 +102,10 @@ def test_array_stats_agree_with_numpy(dtype):
 
 def _stepped_network():
     settings = Settings(model=ModelSettings(widths=(3,)), gradcheck=GradcheckSettings(False))
-    dataset, network, objective_factory, optimizer, _ = build(settings)
-    loss, dvalues = objective_factory()(network.forward(dataset.inputs))
-    network.backward(dvalues)
-    return network, optimizer, loss
+    parts = build(settings)
+    loss, dvalues = parts.objective_factory()(parts.network.forward(parts.train.inputs))
+    parts.network.backward(dvalues)
+    return parts.network, parts.optimizer, loss
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

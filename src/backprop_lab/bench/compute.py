@@ -108,10 +108,11 @@ class Products:
 
 def torch_step(size: Size, dtype: str) -> Callable[[], float] | None:
     """PyTorch's step on the same data and initial weights as the runner, threads matched."""
-    dataset, network, _, _, _ = build(settings_for(size, dtype, 1, log_every=1))
-    weights = [d.weights for d in network.dense]
-    biases = [d.biases for d in network.dense] if size.bias else None
-    return torchstep.make_step(dataset.inputs, weights, biases, lr=LR, threads=blas_threads())
+    parts = build(settings_for(size, dtype, 1, log_every=1))
+    weights = [d.weights for d in parts.network.dense]
+    biases = [d.biases for d in parts.network.dense] if size.bias else None
+    return torchstep.make_step(parts.train.inputs, weights, biases, lr=LR,
+                               threads=blas_threads())
 
 
 def measure(size: Size, dtype: str, rng: np.random.Generator) -> dict[str, list[float]]:

@@ -20,12 +20,11 @@ BATCH = 1000  # values per log_batch call at most, MLflow's limit
 
 def _metric_names() -> dict[str, float]:
     """One step's metrics of the default network: the dict our recorder receives."""
-    dataset, network, objective_factory, optimizer, _ = build(
-        Settings(gradcheck=GradcheckSettings(enabled=False)))
-    output = network.forward(dataset.inputs)  # (N, W_last)
-    loss, dvalues = objective_factory()(output)
-    network.backward(dvalues)
-    return step_metrics(network, optimizer, loss, float(output.mean()))
+    parts = build(Settings(gradcheck=GradcheckSettings(enabled=False)))
+    output = parts.network.forward(parts.train.inputs)  # (N, W_last)
+    loss, dvalues = parts.objective_factory()(output, parts.train.targets)
+    parts.network.backward(dvalues)
+    return step_metrics(parts.network, parts.optimizer, loss, float(output.mean()))
 
 
 def ours(client, experiment_id: str, values: dict[str, float], steps: int) -> tuple[float, float]:

@@ -23,12 +23,12 @@ def held_arrays(size: Size, dtype: str) -> dict[str, int]:
     Found by walking the attributes of each part after one step, so new buffers are counted
     without this function having to know their names. Views share their base's bytes once.
     """
-    dataset, network, objective_factory, optimizer, _ = build(settings_for(size, dtype, 1, 1))
-    objective = objective_factory()
-    _, dvalues = objective(network.forward(dataset.inputs))
+    parts = build(settings_for(size, dtype, 1, 1))
+    network, optimizer, objective = parts.network, parts.optimizer, parts.objective_factory()
+    _, dvalues = objective(network.forward(parts.train.inputs), parts.train.targets)
     network.backward(dvalues)
     optimizer.step(network)
-    owners = {"data": [dataset.inputs], "layers": [*network.dense, *network.relu],
+    owners = {"data": [parts.train.inputs], "layers": [*network.dense, *network.relu],
               "objective": [objective], "optimiser": [optimizer]}
     seen: set[int] = set()
     return {owner: sum(_new_bytes(_arrays_of(part), seen) for part in parts)
@@ -36,14 +36,14 @@ def held_arrays(size: Size, dtype: str) -> dict[str, int]:
 
 
 def _arrays_of(part) -> list[np.ndarray]:
+    """The arrays among `part`'s attributes, looking inside dicts (optimiser state)."""
     if isinstance(part, np.ndarray):
         return [part]
+    values = part.values() if isinstance(part, dict) else vars(part).values()
     found = []
-    for value in vars(part).values():
-        if isinstance(value, np.ndarray):
-            found.append(value)
-        elif isinstance(value, dict):
-            found += [v for v in value.values() if isinstance(v, np.ndarray)]
+    for value in values:
+        if isinstance(value, (np.ndarray, dict)):
+            found += _arrays_of(value)
     return found
 
 
