@@ -95,9 +95,11 @@ def execute(settings: Settings, plain: dict, root: Path, run_name: str | None = 
             recorder.tags(tracking.provenance(root))
             result = train(settings, recorder, progress=lambda done: bar.update(done - bar.n))
         recorder.flush()
-        title = f"{settings.objective.name}, widths {list(settings.model.widths)}"
-        curve = plots.loss_curve(recorder.losses, recorder.workdir / "loss_curve.png", title)
-        recorder.artifact(curve, "plots")
+        widths = list(settings.model.widths)
+        title = f"{run.info.run_name}: {settings.objective.name}, widths {widths}"
+        for figure in plots.run_figures(recorder.curves, recorder.shape_entries,
+                                        recorder.workdir, title):
+            recorder.artifact(figure, "plots")
     return Outcome(run_id, uri, result)
 
 
@@ -132,8 +134,31 @@ def _run_name() -> str | None:
 
     if not HydraConfig.initialized():
         return None
-    overrides = HydraConfig.get().job.override_dirname
-    return overrides or "default"
+    hydra_cfg = HydraConfig.get()
+    experiment = hydra_cfg.runtime.choices.get("experiment")
+    exclude = set(hydra_cfg.job.config.override_dirname.exclude_keys)
+    return readable_name(experiment, list(hydra_cfg.overrides.task), exclude)
+
+
+RUN_NAME_LIMIT = 250  # MLflow shows long names cut; keep them well within a table cell's reach
+GENERIC_KEYS = {"name", "enabled"}  # last key segments too vague to stand alone
+
+
+def readable_name(experiment: str | None, overrides: list[str], exclude: set[str]) -> str:
+    """A run name from what distinguishes the run: 'lr_sweep lr=0.01 widths=[8,4]'.
+
+    The experiment's name comes first, then each override as typed, keyed by the last part
+    of its dotted key (`optimizer.lr` -> `lr`) unless that part is vague (`objective.name`).
+    Keys in `exclude` (where and how the run is filed) and hydra.* settings are left out.
+    """
+    parts = [experiment] if experiment and experiment != "None" else []
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if key in exclude or key.split(".")[0] in ("hydra", "experiment"):
+            continue
+        label = key.rsplit(".", 1)[-1]
+        parts.append(f"{key if label in GENERIC_KEYS else label}={value}")
+    return " ".join(parts)[:RUN_NAME_LIMIT] or "defaults"
 
 
 def _fail(message: str, code: int):

@@ -1,9 +1,29 @@
-"""Figures made from what a run reported. matplotlib is imported only when a plot is drawn."""
+"""Figures made from what a run reported. matplotlib is imported only when a plot is drawn.
+
+Curves arrive as {metric name: [(step, value), ...]}, the shape diagram as the run's shape
+ledger (shapes.ShapeEntry rows), so every picture is drawn from what the code actually did.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+
+from .shapes import ShapeEntry
+
+Curve = Sequence[tuple[int, float]]
+
+LOSS_KEY = "train/loss"
+GRAD_NORM = re.compile(r"^grad/(?P<name>.+)/norm$")
+DEAD_RELU = re.compile(r"^relu/(?P<layer>.+)/dead_fraction$")
+
+
+def plotted(key: str) -> bool:
+    """True for the metrics the run's pictures draw, so a recorder keeps only those."""
+    return key == LOSS_KEY or bool(GRAD_NORM.match(key) or DEAD_RELU.match(key))
 
 
 def _pyplot():
@@ -15,20 +35,187 @@ def _pyplot():
     return plt
 
 
-def loss_curve(points: Sequence[tuple[int, float]], path: Path, title: str) -> Path:
-    """train/loss against step, saved as a PNG at `path`."""
-    plt = _pyplot()
-    steps = [s for s, _ in points]
-    losses = [v for _, v in points]
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    ax.plot(steps, losses, color="tab:blue", linewidth=1.5)
-    ax.set_xlabel("step")
-    ax.set_ylabel("train/loss")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    if losses and min(losses) > 0 and max(losses) / min(losses) > 100:
-        ax.set_yscale("log")  # losses spanning decades read better on a log axis
+def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
+    _pyplot().close(fig)
     return path
+
+
+def _scale_y(ax, values: Sequence[float]) -> None:
+    """Log axis for positive values spanning decades; symlog when exact zeros sit among them."""
+    positive = [v for v in values if v > 0]
+    if not positive or max(positive) / min(positive) <= 100 or any(v < 0 for v in values):
+        return
+    if len(positive) == len(values):
+        ax.set_yscale("log")
+    else:
+        ax.set_yscale("symlog", linthresh=min(positive))  # a dead layer's gradient is exactly 0
+
+
+def loss_curve(points: Curve, path: Path, title: str) -> Path:
+    """train/loss against step, saved as a PNG at `path`."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.plot([s for s, _ in points], [v for _, v in points], color="tab:blue", linewidth=1.5)
+    ax.set_xlabel("step")
+    ax.set_ylabel(LOSS_KEY)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    _scale_y(ax, [v for _, v in points])
+    return _save(fig, path)
+
+
+def gradient_norms(curves: Mapping[str, Curve], path: Path, title: str) -> Path:
+    """One line per parameter gradient (grad/<layer>.d<array>/norm) against step."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    values = []
+    for key in sorted(k for k in curves if GRAD_NORM.match(k)):
+        points = curves[key]
+        values += [v for _, v in points]
+        ax.plot([s for s, _ in points], [v for _, v in points], linewidth=1.3,
+                label=GRAD_NORM.match(key)["name"])
+    ax.set_xlabel("step")
+    ax.set_ylabel("gradient norm (Frobenius)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    _scale_y(ax, values)
+    return _save(fig, path)
+
+
+def dead_relu(curves: Mapping[str, Curve], path: Path, title: str) -> Path:
+    """Per layer, the fraction of ReLU outputs that are zero, against step."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for key in sorted(k for k in curves if DEAD_RELU.match(k)):
+        points = curves[key]
+        ax.plot([s for s, _ in points], [v for _, v in points], linewidth=1.5,
+                label=DEAD_RELU.match(key)["layer"])
+    ax.set_ylim(-0.03, 1.03)  # a fraction: keep 0 and 1 in view so "all dead" is unmistakable
+    ax.set_xlabel("step")
+    ax.set_ylabel("fraction of ReLU outputs at zero")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+# ---- the shape diagram ----------------------------------------------------------------------
+
+# For each product in the ledger: the names of its operands and result, and the letters of
+# (rows, inner, columns). Letters as in the shapes module: N samples, F inputs of a layer, W width.
+PRODUCTS = {
+    "preactivation": ("inputs", "weights", "preactivation", ("N", "F", "W"), "forward"),
+    "dweights": ("inputs.T", "drelu", "dweights", ("F", "N", "W"), "weight gradient"),
+    "dinputs": ("drelu", "weights.T", "dinputs", ("N", "W", "F"), "input gradient"),
+}
+_MATMUL = re.compile(r"^\(([\d, ]+)\) @ \(([\d, ]+)\) -> \(([\d, ]+)\)")
+# rows of the result, the dimension that must match, columns of the result
+COLOURS = {"rows": "tab:blue", "inner": "tab:red", "cols": "tab:green"}
+
+
+@dataclass(frozen=True)
+class Product:
+    """One matrix product of the ledger: left (rows, inner) @ right (inner, cols) -> result."""
+
+    layer: str
+    kind: str  # preactivation, dweights or dinputs
+    left: tuple[int, int]
+    right: tuple[int, int]
+    result: tuple[int, int]
+
+
+def _dims(text: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in text.split(","))
+
+
+def products(entries: Sequence[ShapeEntry]) -> list[Product]:
+    """The matrix products of a shape ledger, in ledger order."""
+    found = []
+    for entry in entries:
+        match = _MATMUL.match(entry.product) if entry.array in PRODUCTS else None
+        if match:
+            left, right, result = (_dims(g) for g in match.groups())
+            found.append(Product(entry.layer, entry.array, left, right, result))
+    return found
+
+
+def _side(n: int) -> float:
+    """Drawn length of a dimension of size n: grows with log2 so 3 and 1000 both fit."""
+    return 0.7 + 0.45 * math.log2(n)
+
+
+def _matrix(ax, x: float, shape: tuple[int, int], letters: tuple[str, str],
+            roles: tuple[str, str], name: str) -> float:
+    """Draw a (rows, cols) box with its top-left corner at (x, 0); return its right edge."""
+    from matplotlib.patches import Rectangle
+
+    height, width = _side(shape[0]), _side(shape[1])
+    ax.add_patch(Rectangle((x, -height), width, height, facecolor="0.95", edgecolor="0.6"))
+    ax.plot([x, x], [0, -height], color=COLOURS[roles[0]], linewidth=4)  # rows: left edge
+    ax.plot([x, x + width], [0, 0], color=COLOURS[roles[1]], linewidth=4)  # cols: top edge
+    ax.text(x - 0.12, -height / 2, f"{letters[0]}={shape[0]}", rotation=90, ha="right",
+            va="center", color=COLOURS[roles[0]], fontsize=9, fontweight="bold")
+    ax.text(x + width / 2, 0.15, f"{letters[1]}={shape[1]}", ha="center", va="bottom",
+            color=COLOURS[roles[1]], fontsize=9, fontweight="bold")
+    ax.text(x + width / 2, -height - 0.2, name, ha="center", va="top", fontsize=9)
+    return x + width
+
+
+def _draw_product(ax, product: Product) -> tuple[float, float]:
+    """Draw left @ right -> result in `ax`; return the drawing's right edge and its depth."""
+    left_name, right_name, result_name, (r, i, c), label = PRODUCTS[product.kind]
+    x = _matrix(ax, 0.6, product.left, (r, i), ("rows", "inner"), left_name)
+    ax.text(x + 0.35, -0.6, "@", ha="center", va="center", fontsize=14)
+    x = _matrix(ax, x + 1.3, product.right, (i, c), ("inner", "cols"), right_name)
+    ax.text(x + 0.5, -0.6, "->", ha="center", va="center", fontsize=14)
+    x = _matrix(ax, x + 1.5, product.result, (r, c), ("rows", "cols"), result_name)
+    inner_ok = product.left[1] == product.right[0]
+    verdict = "match" if inner_ok else "DO NOT MATCH"
+    ax.set_title(f"{product.layer} {label}\n{i}: {product.left[1]} and {product.right[0]} "
+                 f"{verdict}; {r} x {c} form the result", fontsize=9,
+                 color="black" if inner_ok else COLOURS["inner"])
+    return x, max(_side(n) for n in (*product.left, *product.right))
+
+
+def shape_diagram(entries: Sequence[ShapeEntry], path: Path, title: str) -> Path:
+    """Each layer's forward product and gradient products, one row per layer.
+
+    Red edges are the inner dimension, which must match and disappears; blue and green
+    edges are the outer dimensions, which become the result's rows and columns.
+    """
+    plt = _pyplot()
+    found = products(entries)
+    layers = list(dict.fromkeys(p.layer for p in found))
+    kinds = [k for k in PRODUCTS if any(p.kind == k for p in found)]
+    fig, axes = plt.subplots(len(layers), len(kinds), squeeze=False,
+                             figsize=(4.8 * len(kinds), 2.9 * len(layers) + 0.6), dpi=100)
+    for ax in axes.flat:
+        ax.axis("off")  # panels with no product (layer1 needs no dinputs) stay blank
+    extents = [_draw_product(axes[layers.index(p.layer)][kinds.index(p.kind)], p)
+               for p in found]
+    right, depth = max(x for x, _ in extents), max(d for _, d in extents)
+    for ax in axes.flat:  # one scale for every panel, so sizes compare across layers
+        ax.set_xlim(-0.1, right + 0.3)
+        ax.set_ylim(-depth - 0.8, 0.8)  # room for the names below and the sizes above
+        ax.set_aspect("equal")
+    fig.suptitle(f"{title}\nred: must match (the summed dimension); blue x green: the result",
+                 fontsize=10)
+    return _save(fig, path)
+
+
+def run_figures(curves: Mapping[str, Curve], entries: Sequence[ShapeEntry], folder: Path,
+                title: str) -> list[Path]:
+    """Every picture of one run that its record allows, as PNG files in `folder`."""
+    drawn = []
+    if curves.get(LOSS_KEY):
+        drawn.append(loss_curve(curves[LOSS_KEY], folder / "loss_curve.png", title))
+    if any(GRAD_NORM.match(k) for k in curves):
+        drawn.append(gradient_norms(curves, folder / "gradient_norms.png", title))
+    if any(DEAD_RELU.match(k) for k in curves):
+        drawn.append(dead_relu(curves, folder / "dead_relu.png", title))
+    if products(entries):
+        drawn.append(shape_diagram(entries, folder / "shapes.png", title))
+    return drawn

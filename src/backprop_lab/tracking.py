@@ -28,6 +28,7 @@ from mlflow.utils.validation import (
 )
 
 from .data import Dataset
+from .plots import LOSS_KEY, plotted
 from .shapes import ShapeEntry, key_products
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,10 @@ class MlflowRecorder:
         self.run_id = run_id
         self.chunk = min(chunk, MAX_METRICS_PER_BATCH)
         self._buffer: list[Metric] = []
-        self.losses: list[tuple[int, float]] = []  # kept for the loss-curve plot
+        # The metrics the run's pictures draw, kept as they pass: {name: [(step, value)]}.
+        self.curves: dict[str, list[tuple[int, float]]] = {}
+        self._plotted: dict[str, bool] = {}  # metric name -> kept? decided once per name
+        self.shape_entries: list[ShapeEntry] = []
         self._workdir = tempfile.TemporaryDirectory(prefix="backprop-lab-")
         self.workdir = Path(self._workdir.name)
 
@@ -100,9 +104,14 @@ class MlflowRecorder:
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
         stamp = int(time.time() * 1000)
-        self._buffer.extend(Metric(k, float(v), stamp, step) for k, v in values.items())
-        if "train/loss" in values:
-            self.losses.append((step, float(values["train/loss"])))
+        for key, value in values.items():
+            value = float(value)
+            self._buffer.append(Metric(key, value, stamp, step))
+            keep = self._plotted.get(key)
+            if keep is None:
+                keep = self._plotted[key] = plotted(key)
+            if keep:
+                self.curves.setdefault(key, []).append((step, value))
         if len(self._buffer) >= self.chunk:
             self.flush()
 
@@ -129,7 +138,13 @@ class MlflowRecorder:
             tags[f"{prefix}.classes"] = ",".join(dataset.classes)[:5000]  # under MLflow's cap
         self.tags(tags)
 
+    @property
+    def losses(self) -> list[tuple[int, float]]:
+        """(step, train/loss) pairs, for the loss curve."""
+        return self.curves.get(LOSS_KEY, [])
+
     def shapes(self, entries: list[ShapeEntry]) -> None:
+        self.shape_entries = list(entries)
         rows = [e.as_row() for e in entries]
         path = self.workdir / "shapes.csv"
         with path.open("w", newline="") as handle:
