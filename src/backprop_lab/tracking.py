@@ -52,6 +52,20 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len(prefix):].split("?", 1)[0]).absolute()
 
 
+def experiment_ids(uri: str) -> dict[str, str]:
+    """{name: id} of the experiments in a SQLite store, oldest first; {} if it has none yet.
+
+    Other stores are not asked: a remote server that is down would keep the caller waiting
+    through the client's retries.
+    """
+    db = sqlite_path(uri)
+    if db is None or not db.is_file():
+        return {}
+    client = MlflowClient(tracking_uri=uri)
+    found = client.search_experiments(order_by=["creation_time ASC"])
+    return {e.name: e.experiment_id for e in found if e.name != "Default"}
+
+
 def _chunks(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start:start + size]

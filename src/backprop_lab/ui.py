@@ -6,8 +6,10 @@ import argparse
 import os
 import sys
 
-from .paths import project_root
-from .tracking import ARTIFACTS_DIR, resolve_uri, sqlite_path
+from omegaconf import OmegaConf
+
+from .paths import conf_dir, project_root
+from .tracking import ARTIFACTS_DIR, experiment_ids, resolve_uri, sqlite_path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -25,14 +27,52 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def command(uri: str, host: str, port: int) -> list[str]:
-    """The `mlflow ui` command line for `uri`, with artifacts served from beside the database."""
+def command(uri: str, host: str, port: int, workers: int = 1) -> list[str]:
+    """The `mlflow ui` command line for `uri`, with artifacts served from beside the database.
+
+    One worker process serves one person browsing well; MLflow's default of four costs a
+    Python process each.
+    """
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-           "--host", host, "--port", str(port)]
+           "--host", host, "--port", str(port), "--workers", str(workers)]
     db = sqlite_path(uri)
     if db is not None:
         cmd += ["--default-artifact-root", str(db.parent / ARTIFACTS_DIR)]
     return cmd
+
+
+def server_env() -> dict[str, str]:
+    """The environment `mlflow ui` runs in: MLflow's job runner off unless asked for.
+
+    The job runner executes GenAI evaluation jobs, which these runs never queue, and starts
+    a handful of extra Python processes to do it.
+    """
+    env = dict(os.environ)
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    return env
+
+
+def runs_address(base: str, experiment_id: str) -> str:
+    """The experiment's runs table. MLflow 3 otherwise opens its GenAI view, where these runs
+    do not show."""
+    return f"{base}#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
+def _browser_host(host: str) -> str:
+    if host in ("0.0.0.0", "::"):
+        return "127.0.0.1"  # bound everywhere: this machine reaches it on loopback
+    return f"[{host}]" if ":" in host else host
+
+
+def addresses(uri: str, host: str, port: int) -> list[str]:
+    """Lines naming where to click: each experiment's runs table, the project's first."""
+    base = f"http://{_browser_host(host)}:{port}/"
+    experiments = experiment_ids(uri)
+    if not experiments:
+        return [f"no runs recorded yet (make run); open {base}"]
+    project = OmegaConf.load(conf_dir() / "tracking" / "mlflow.yaml").experiment
+    names = sorted(experiments, key=lambda name: name != project)  # stable: oldest next
+    return [f"runs of {name}: {runs_address(base, experiments[name])}" for name in names]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,9 +81,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding {args.host} exposes the UI beyond this machine", file=sys.stderr)
     print(f"MLflow UI over {uri}")
-    print(f"open http://{args.host}:{args.port}/  (Ctrl-C stops it)", flush=True)
+    for line in addresses(uri, args.host, args.port):
+        print(line)
+    print("(Ctrl-C stops it)", flush=True)
     cmd = command(uri, args.host, args.port)
-    os.execv(cmd[0], cmd)
+    os.execve(cmd[0], cmd, server_env())
 
 
 if __name__ == "__main__":
