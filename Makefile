@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+comma := ,
+# The browser test's extra comes along where the system's Chromium is installed.
+EXTRAS := dev$(if $(wildcard /usr/bin/chromium),$(comma)ui-test)
 HOST ?= 127.0.0.1
 PORT ?= 5000
 ARGS ?=
@@ -18,7 +21,7 @@ help: ## list the commands
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
 setup: $(STAMP) ## create .venv and install the package with its test tools
