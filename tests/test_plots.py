@@ -31,17 +31,31 @@ def png_size(path):
 def test_products_are_read_off_the_ledger_with_their_shapes(compose):
     recorder = trained(compose, "model.widths=[8,4]", "dataset.n_samples=20")
     found = {(p.layer, p.kind): p for p in plots.products(recorder.shape_entries)}
-    assert set(found) == {("layer1", "preactivation"), ("layer1", "dweights"),
-                          ("layer2", "preactivation"), ("layer2", "dweights"),
+    assert set(found) == {("layer1", "forward"), ("layer1", "dweights"),
+                          ("layer2", "forward"), ("layer2", "dweights"),
                           ("layer2", "dinputs")}  # the first layer needs no dinputs
-    forward = found["layer1", "preactivation"]
+    forward = found["layer1", "forward"]
+    assert forward.names == ("inputs", "weights", "preactivation")
     assert (forward.left, forward.right, forward.result) == ((20, 3), (3, 8), (20, 8))
     gradient = found["layer2", "dweights"]
+    assert gradient.names == ("inputs.T", "drelu", "dweights")
     assert (gradient.left, gradient.right, gradient.result) == ((8, 20), (20, 4), (8, 4))
     back = found["layer2", "dinputs"]
     assert (back.left, back.right, back.result) == ((20, 4), (4, 8), (20, 8))
     for p in found.values():
         assert p.left[1] == p.right[0] and p.result == (p.left[0], p.right[1])
+
+
+def test_a_linear_output_layer_multiplies_dvalues_directly(compose):
+    recorder = trained(compose, "dataset=iris", "objective=softmax_cross_entropy",
+                       "model.widths=[5]")
+    found = {(p.layer, p.kind): p for p in plots.products(recorder.shape_entries)}
+    output = found["layer2", "forward"]
+    assert output.names == ("inputs", "weights", "output")
+    assert output.right == (5, 3) and output.result[1] == 3  # three iris species
+    assert found["layer2", "dweights"].names == ("inputs.T", "dvalues", "dweights")
+    assert found["layer2", "dinputs"].names == ("dvalues", "weights.T", "dinputs")
+    assert found["layer1", "dweights"].names == ("inputs.T", "drelu", "dweights")
 
 
 def test_the_shape_diagram_has_a_row_per_layer_and_a_column_per_product(compose, tmp_path):

@@ -104,12 +104,12 @@ def dead_relu(curves: Mapping[str, Curve], path: Path, title: str) -> Path:
 
 # ---- the shape diagram ----------------------------------------------------------------------
 
-# For each product in the ledger: the names of its operands and result, and the letters of
-# (rows, inner, columns). Letters as in the shapes module: N samples, F inputs of a layer, W width.
-PRODUCTS = {
-    "preactivation": ("inputs", "weights", "preactivation", ("N", "F", "W"), "forward"),
-    "dweights": ("inputs.T", "drelu", "dweights", ("F", "N", "W"), "weight gradient"),
-    "dinputs": ("drelu", "weights.T", "dinputs", ("N", "W", "F"), "input gradient"),
+# Each kind of product: the letters of its (rows, inner, columns) and what the panel is called.
+# Letters as in the shapes module: N samples, F inputs of a layer, W its width.
+KINDS = {
+    "forward": (("N", "F", "W"), "forward"),
+    "dweights": (("F", "N", "W"), "weight gradient"),
+    "dinputs": (("N", "W", "F"), "input gradient"),
 }
 _MATMUL = re.compile(r"^\(([\d, ]+)\) @ \(([\d, ]+)\) -> \(([\d, ]+)\)")
 # rows of the result, the dimension that must match, columns of the result
@@ -121,7 +121,8 @@ class Product:
     """One matrix product of the ledger: left (rows, inner) @ right (inner, cols) -> result."""
 
     layer: str
-    kind: str  # preactivation, dweights or dinputs
+    kind: str  # forward, dweights or dinputs
+    names: tuple[str, str, str]  # left, right, result, as the ledger calls them
     left: tuple[int, int]
     right: tuple[int, int]
     result: tuple[int, int]
@@ -131,14 +132,28 @@ def _dims(text: str) -> tuple[int, ...]:
     return tuple(int(n) for n in text.split(","))
 
 
+def _names(entry: ShapeEntry, upstream: str) -> tuple[str, tuple[str, str, str]] | None:
+    """The kind of a product entry and its operands' names; None for entries of no product."""
+    if entry.direction == "forward":  # preactivation, or a linear output layer's output
+        return "forward", ("inputs", "weights", entry.array)
+    if entry.array == "dweights":
+        return "dweights", ("inputs.T", upstream, "dweights")
+    if entry.array == "dinputs":
+        return "dinputs", (upstream, "weights.T", "dinputs")
+    return None
+
+
 def products(entries: Sequence[ShapeEntry]) -> list[Product]:
     """The matrix products of a shape ledger, in ledger order."""
+    # The gradient reaching a Dense layer is drelu behind a ReLU, else dvalues itself.
+    behind_relu = {e.layer for e in entries if e.array == "drelu"}
     found = []
     for entry in entries:
-        match = _MATMUL.match(entry.product) if entry.array in PRODUCTS else None
-        if match:
+        match = _MATMUL.match(entry.product)
+        named = _names(entry, "drelu" if entry.layer in behind_relu else "dvalues")
+        if match and named:
             left, right, result = (_dims(g) for g in match.groups())
-            found.append(Product(entry.layer, entry.array, left, right, result))
+            found.append(Product(entry.layer, named[0], named[1], left, right, result))
     return found
 
 
@@ -166,12 +181,13 @@ def _matrix(ax, x: float, shape: tuple[int, int], letters: tuple[str, str],
 
 def _draw_product(ax, product: Product) -> tuple[float, float]:
     """Draw left @ right -> result in `ax`; return the drawing's right edge and its depth."""
-    left_name, right_name, result_name, (r, i, c), label = PRODUCTS[product.kind]
+    left_name, right_name, result_name = product.names
+    (r, i, c), label = KINDS[product.kind]
     x = _matrix(ax, 0.6, product.left, (r, i), ("rows", "inner"), left_name)
-    ax.text(x + 0.35, -0.6, "@", ha="center", va="center", fontsize=14)
-    x = _matrix(ax, x + 1.3, product.right, (i, c), ("inner", "cols"), right_name)
-    ax.text(x + 0.5, -0.6, "->", ha="center", va="center", fontsize=14)
-    x = _matrix(ax, x + 1.5, product.result, (r, c), ("rows", "cols"), result_name)
+    ax.text(x + 0.4, -0.6, "@", ha="center", va="center", fontsize=14)
+    x = _matrix(ax, x + 1.6, product.right, (i, c), ("inner", "cols"), right_name)
+    ax.text(x + 0.6, -0.6, "->", ha="center", va="center", fontsize=14)
+    x = _matrix(ax, x + 1.8, product.result, (r, c), ("rows", "cols"), result_name)
     inner_ok = product.left[1] == product.right[0]
     verdict = "match" if inner_ok else "DO NOT MATCH"
     ax.set_title(f"{product.layer} {label}\n{i}: {product.left[1]} and {product.right[0]} "
@@ -189,7 +205,7 @@ def shape_diagram(entries: Sequence[ShapeEntry], path: Path, title: str) -> Path
     plt = _pyplot()
     found = products(entries)
     layers = list(dict.fromkeys(p.layer for p in found))
-    kinds = [k for k in PRODUCTS if any(p.kind == k for p in found)]
+    kinds = [k for k in KINDS if any(p.kind == k for p in found)]
     fig, axes = plt.subplots(len(layers), len(kinds), squeeze=False,
                              figsize=(4.8 * len(kinds), 2.9 * len(layers) + 0.6), dpi=100)
     for ax in axes.flat:
