@@ -111,6 +111,7 @@ class MlflowRecorder:
         self.curves: dict[str, list[tuple[int, float]]] = {}
         self._plotted: dict[str, bool] = {}  # metric name -> kept? decided once per name
         self.shape_entries: list[ShapeEntry] = []
+        self._sending: list = []  # MLflow's handles on batches still being written
         self._workdir = tempfile.TemporaryDirectory(prefix="backprop-lab-")
         self.workdir = Path(self._workdir.name)
 
@@ -127,7 +128,15 @@ class MlflowRecorder:
             if keep:
                 self.curves.setdefault(key, []).append((step, value))
         if len(self._buffer) >= self.chunk:
-            self.flush()
+            self._send_full_chunks()
+
+    def _send_full_chunks(self) -> None:
+        """Hand full batches to MLflow's background writer, so training does not wait on
+        the database; flush() waits for them."""
+        while len(self._buffer) >= self.chunk:
+            chunk, self._buffer = self._buffer[: self.chunk], self._buffer[self.chunk:]
+            self._sending.append(
+                self.client.log_batch(self.run_id, metrics=chunk, synchronous=False))
 
     def dataset(self, dataset: Dataset, context: str = "training") -> None:
         """Log `dataset` as a run input: name, source, digest, and the shapes in its profile.
@@ -206,7 +215,10 @@ class MlflowRecorder:
         self.client.log_artifacts(self.run_id, str(path), folder)
 
     def flush(self) -> None:
-        """Send every buffered metric, in chunks of at most MLflow's batch limit."""
+        """Send every buffered metric, in chunks of at most MLflow's batch limit, and wait
+        until those sent in the background are written too."""
+        while self._sending:
+            self._sending.pop(0).wait()
         while self._buffer:
             chunk, self._buffer = self._buffer[: self.chunk], self._buffer[self.chunk:]
             self.client.log_batch(self.run_id, metrics=chunk)

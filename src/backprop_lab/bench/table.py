@@ -42,7 +42,8 @@ def ms(seconds: float) -> str:
     """Seconds shown in milliseconds with three significant figures."""
     if seconds != seconds:  # NaN: nothing was measured
         return "-"
-    return f"{seconds * 1e3:.3g}"
+    millis = seconds * 1e3
+    return f"{millis:,.0f}" if millis >= 100 else f"{millis:.3g}"
 
 
 def ratio(numerator: float, denominator: float) -> str:
@@ -55,4 +56,5 @@ def rate(seconds: float) -> str:
     """Seconds per step shown as steps per second."""
     if not seconds or seconds != seconds:
         return "-"
-    return f"{1.0 / seconds:,.0f}"
+    per_second = 1.0 / seconds
+    return f"{per_second:,.0f}" if per_second >= 100 else f"{per_second:.3g}"
