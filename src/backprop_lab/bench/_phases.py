@@ -49,7 +49,7 @@ def instrument() -> None:
     clock(tracking, "provenance", "logging")
     for name in ("artifact", "artifact_dir", "arrays", "shapes"):
         clock(tracking.MlflowRecorder, name, "artifacts")
-    clock(plots, "loss_curve", "artifacts")
+    clock(plots, "run_figures", "artifacts")
 
 
 def main(out: str, overrides: list[str]) -> None:

@@ -61,8 +61,8 @@ def startup_table(repeats: int = 3, overrides: list[str] | None = None) -> Table
         "phases of the median run: imports: backprop_lab's door with mlflow, hydra and the "
         "tracking module; store: MLflow's client on the SQLite file (which imports MLflow's "
         "SQL store: sqlalchemy, alembic), the experiment, the run; logging: params, tags, "
-        "dataset, metrics, final status; artifacts: config, shape ledger, arrays, loss-curve "
-        "plot (with matplotlib's import)",
+        "dataset, metrics, final status; artifacts: config, shape ledger, arrays and the "
+        "run's figures (with matplotlib's import)",
         "each phase counts its own time, less the phases called inside it",
     ]
     return table
