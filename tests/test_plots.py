@@ -9,7 +9,7 @@ from backprop_lab import plots
 from backprop_lab.cli import execute, readable_name
 from backprop_lab.config import to_plain, validate
 from backprop_lab.paths import project_root
-from backprop_lab.runner import MemoryRecorder, train
+from backprop_lab.runner import Diverged, MemoryRecorder, train
 from backprop_lab.tracking import MlflowRecorder, open_experiment
 
 RUN_PICTURES = {"loss_curve.png", "gradient_norms.png", "dead_relu.png", "shapes.png"}
@@ -75,6 +75,29 @@ def test_run_figures_draws_every_picture_the_record_allows(compose, tmp_path):
         width, height = png_size(path)
         assert width >= 400 and height >= 300
     assert plots.run_figures({}, [], tmp_path / "none", "nothing recorded") == []
+
+
+def test_a_diverging_run_still_gets_its_pictures_and_stays_failed(
+    compose, store_uri, experiment_name
+):
+    cfg = compose(f"tracking.uri={store_uri}", f"tracking.experiment={experiment_name}",
+                  "objective=half_sum_squares", "optimizer.lr=3.0", "model.widths=[4]",
+                  "model.init_scale=1")
+    with pytest.raises(Diverged):
+        execute(validate(cfg), to_plain(cfg), project_root(), run_name="diverges")
+    client = MlflowClient(tracking_uri=store_uri)
+    run = client.search_runs([client.get_experiment_by_name(experiment_name).experiment_id])[0]
+    assert run.info.status == "FAILED"
+    listed = client.list_artifacts(run.info.run_id, "plots")
+    assert {a.path.split("/")[-1] for a in listed} == RUN_PICTURES
+
+
+def test_curves_with_infinities_and_huge_values_still_draw(tmp_path):
+    points = [(0, 1e-300), (1, 1e150), (2, 1e307), (3, float("inf")), (4, float("nan"))]
+    path = plots.loss_curve(points, tmp_path / "loss.png", "diverged")
+    assert png_size(path) == (600, 400)
+    path = plots.gradient_norms({"grad/layer1.dweights/norm": points}, tmp_path / "g.png", "g")
+    assert png_size(path) == (600, 400)
 
 
 def test_the_mlflow_recorder_keeps_only_the_curves_the_pictures_draw(store_uri, experiment_name):

@@ -70,7 +70,7 @@ def execute(settings: Settings, plain: dict, root: Path, run_name: str | None = 
     """
     from threadpoolctl import threadpool_limits
 
-    from . import plots, tracking
+    from . import tracking
 
     uri = tracking.resolve_uri(settings.tracking.uri, root)
     client, experiment_id = tracking.open_experiment(uri, settings.tracking.experiment)
@@ -90,17 +90,38 @@ def execute(settings: Settings, plain: dict, root: Path, run_name: str | None = 
         _record_config(recorder, plain, _hydra_output_dir())
         # BLAS products change in their last bits with the thread count, so the count is
         # pinned for the run and recorded from inside the pin, where it is the one in force.
-        with threadpool_limits(limits=settings.compute.blas_threads), \
-                _progress_bar(settings.optimizer.steps) as bar:
-            recorder.tags(tracking.provenance(root))
-            result = train(settings, recorder, progress=lambda done: bar.update(done - bar.n))
+        title = (f"{run.info.run_name}: {settings.objective.name}, "
+                 f"widths {list(settings.model.widths)}")
+        try:
+            with threadpool_limits(limits=settings.compute.blas_threads), \
+                    _progress_bar(settings.optimizer.steps) as bar:
+                recorder.tags(tracking.provenance(root))
+                result = train(settings, recorder,
+                               progress=lambda done: bar.update(done - bar.n))
+        except Diverged:
+            _record_pictures(recorder, title, quiet=True)  # how it blew up is worth a look
+            raise
         recorder.flush()
-        widths = list(settings.model.widths)
-        title = f"{run.info.run_name}: {settings.objective.name}, widths {widths}"
+        _record_pictures(recorder, title)
+    return Outcome(run_id, uri, result)
+
+
+def _record_pictures(recorder, title: str, quiet: bool = False) -> None:
+    """Draw the run's pictures and file them under plots/.
+
+    `quiet` is for a run that is already failing: a picture that cannot be drawn is then
+    logged and skipped, so the run's own error is the one reported.
+    """
+    from . import plots
+
+    try:
         for figure in plots.run_figures(recorder.curves, recorder.shape_entries,
                                         recorder.workdir, title):
             recorder.artifact(figure, "plots")
-    return Outcome(run_id, uri, result)
+    except Exception as error:
+        if not quiet:
+            raise
+        log.warning("could not draw the failed run's pictures: %s", error)
 
 
 def _ui_hint(uri: str) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,9 @@ Curve = Sequence[tuple[int, float]]
 LOSS_KEY = "train/loss"
 GRAD_NORM = re.compile(r"^grad/(?P<name>.+)/norm$")
 DEAD_RELU = re.compile(r"^relu/(?P<layer>.+)/dead_fraction$")
+# A log axis at most this high and spanning at most this ratio: beyond, matplotlib's tick
+# labelling overflows (seen with a diverging run's losses near 1e300).
+LOG_CEILING, LOG_SPAN = 1e250, 1e200
 
 
 def plotted(key: str) -> bool:
@@ -35,11 +40,37 @@ def _pyplot():
     return plt
 
 
+def _axes(title: str, ylabel: str):
+    """A figure with one set of axes, titled with `title` wrapped to fit its width."""
+    fig, ax = _pyplot().subplots(figsize=(6, 4), dpi=100)
+    ax.set_title(textwrap.fill(title, 70), fontsize=10)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    return fig, ax
+
+
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path)
     _pyplot().close(fig)
     return path
+
+
+def _line(ax, points: Curve, **style) -> tuple[list[float], int | None]:
+    """Plot the finite points of a curve; return their values and the first non-finite step."""
+    finite = [(s, v) for s, v in points if math.isfinite(v)]
+    ax.plot([s for s, _ in finite], [v for _, v in finite], **style)
+    bad = next((s for s, v in points if not math.isfinite(v)), None)
+    return [v for _, v in finite], bad
+
+
+def _mark(ax, bad_steps: list[int | None]) -> None:
+    """A dashed line where a value first stopped being finite: where a run diverged."""
+    bad = [s for s in bad_steps if s is not None]
+    if bad:
+        ax.axvline(min(bad), color="tab:red", linestyle="--", linewidth=1,
+                   label=f"not finite from step {min(bad)}")
 
 
 def _scale_y(ax, values: Sequence[float]) -> None:
@@ -49,37 +80,33 @@ def _scale_y(ax, values: Sequence[float]) -> None:
         return
     if len(positive) == len(values):
         ax.set_yscale("log")
+        # Explicit limits: near float64's end (a diverging run) autoscale and ticks overflow.
+        top = min(max(positive) * 2, LOG_CEILING)
+        ax.set_ylim(max(min(positive) / 2, top / LOG_SPAN), top)
     else:
         ax.set_yscale("symlog", linthresh=min(positive))  # a dead layer's gradient is exactly 0
 
 
 def loss_curve(points: Curve, path: Path, title: str) -> Path:
     """train/loss against step, saved as a PNG at `path`."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    ax.plot([s for s, _ in points], [v for _, v in points], color="tab:blue", linewidth=1.5)
-    ax.set_xlabel("step")
-    ax.set_ylabel(LOSS_KEY)
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    _scale_y(ax, [v for _, v in points])
+    fig, ax = _axes(title, LOSS_KEY)
+    values, bad = _line(ax, points, color="tab:blue", linewidth=1.5)
+    _mark(ax, [bad])
+    if bad is not None:
+        ax.legend(fontsize=8)
+    _scale_y(ax, values)
     return _save(fig, path)
 
 
 def gradient_norms(curves: Mapping[str, Curve], path: Path, title: str) -> Path:
     """One line per parameter gradient (grad/<layer>.d<array>/norm) against step."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    values = []
+    fig, ax = _axes(title, "gradient norm (Frobenius)")
+    values, bad_steps = [], []
     for key in sorted(k for k in curves if GRAD_NORM.match(k)):
-        points = curves[key]
-        values += [v for _, v in points]
-        ax.plot([s for s, _ in points], [v for _, v in points], linewidth=1.3,
-                label=GRAD_NORM.match(key)["name"])
-    ax.set_xlabel("step")
-    ax.set_ylabel("gradient norm (Frobenius)")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
+        finite, bad = _line(ax, curves[key], linewidth=1.3, label=GRAD_NORM.match(key)["name"])
+        values += finite
+        bad_steps.append(bad)
+    _mark(ax, bad_steps)
     ax.legend(fontsize=8)
     _scale_y(ax, values)
     return _save(fig, path)
@@ -87,17 +114,10 @@ def gradient_norms(curves: Mapping[str, Curve], path: Path, title: str) -> Path:
 
 def dead_relu(curves: Mapping[str, Curve], path: Path, title: str) -> Path:
     """Per layer, the fraction of ReLU outputs that are zero, against step."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig, ax = _axes(title, "fraction of ReLU outputs at zero")
     for key in sorted(k for k in curves if DEAD_RELU.match(k)):
-        points = curves[key]
-        ax.plot([s for s, _ in points], [v for _, v in points], linewidth=1.5,
-                label=DEAD_RELU.match(key)["layer"])
+        _line(ax, curves[key], linewidth=1.5, label=DEAD_RELU.match(key)["layer"])
     ax.set_ylim(-0.03, 1.03)  # a fraction: keep 0 and 1 in view so "all dead" is unmistakable
-    ax.set_xlabel("step")
-    ax.set_ylabel("fraction of ReLU outputs at zero")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
 
@@ -217,14 +237,22 @@ def shape_diagram(entries: Sequence[ShapeEntry], path: Path, title: str) -> Path
         ax.set_xlim(-0.1, right + 0.3)
         ax.set_ylim(-depth - 0.8, 0.8)  # room for the names below and the sizes above
         ax.set_aspect("equal")
-    fig.suptitle(f"{title}\nred: must match (the summed dimension); blue x green: the result",
-                 fontsize=10)
+    legend = "red: must match (the summed dimension); blue x green: the result"
+    fig.suptitle(f"{textwrap.fill(title, 120)}\n{legend}", fontsize=10)
     return _save(fig, path)
 
 
 def run_figures(curves: Mapping[str, Curve], entries: Sequence[ShapeEntry], folder: Path,
                 title: str) -> list[Path]:
     """Every picture of one run that its record allows, as PNG files in `folder`."""
+    with warnings.catch_warnings():
+        # A diverging run's values overflow inside matplotlib's log scales; the pictures
+        # show the divergence, the warnings would only alarm.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _draw_all(curves, entries, folder, title)
+
+
+def _draw_all(curves, entries, folder: Path, title: str) -> list[Path]:
     drawn = []
     if curves.get(LOSS_KEY):
         drawn.append(loss_curve(curves[LOSS_KEY], folder / "loss_curve.png", title))
