@@ -40,7 +40,7 @@ clean: ## remove run outputs and caches (keeps mlflow.db and artifacts: see clea
 	rm -rf outputs multirun .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-reproduce: $(STAMP) ## train run RUN=<run id> again and check it matches (exit 1 if not)
+reproduce: $(STAMP) ## train run RUN=<run id> again; fails unless the histories match
 	@if [ -z "$(RUN)" ]; then echo "usage: make reproduce RUN=<run id> [ARGS=--tolerance=1e-12]" >&2; exit 2; fi
 	$(PY) -m backprop_lab.reproduce $(RUN) $(ARGS)
 
