@@ -7,8 +7,10 @@ STAMP := $(VENV)/.installed
 comma := ,
 # The browser test's extra comes along where the system's Chromium is installed.
 EXTRAS := dev$(if $(wildcard /usr/bin/chromium),$(comma)ui-test)
-HOST ?= 127.0.0.1
-PORT ?= 5000
+# `=`, not `?=`: a HOST or PORT exported by the shell must not move the UI; only
+# `make ui HOST=...` on the command line does, as an explicit choice.
+HOST = 127.0.0.1
+PORT = 5000
 ARGS ?=
 
 .DEFAULT_GOAL := help

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from . import interrupts, overrides
 from .config import ConfigError, Settings, flatten, to_plain, validate
 from .data import DataError
 from .identity import HASH_TAG, config_hash
@@ -50,6 +51,11 @@ def _progress_bar(total: int):
 
     # delay: only runs long enough to want a bar get one; disable=None: only on a terminal.
     return tqdm(total=total, unit="step", delay=2.0, disable=None, leave=False)
+
+
+def _step_done(bar, done: int) -> None:
+    interrupts.check()  # a signal whose KeyboardInterrupt was swallowed still stops the run
+    bar.update(done - bar.n)
 
 
 def _record_config(recorder, plain: dict, output_dir: Path | None) -> None:
@@ -97,7 +103,7 @@ def execute(settings: Settings, plain: dict, root: Path, run_name: str | None = 
                     _progress_bar(settings.optimizer.steps) as bar:
                 recorder.tags(tracking.provenance(root))
                 result = train(settings, recorder,
-                               progress=lambda done: bar.update(done - bar.n))
+                               progress=lambda done: _step_done(bar, done))
         except Diverged:
             _record_pictures(recorder, title, quiet=True)  # how it blew up is worth a look
             raise
@@ -131,23 +137,35 @@ def _ui_hint(uri: str) -> str:
 
 
 def run_from_config(cfg: DictConfig) -> float:
-    """Validate, run and report; user errors end the process with one clear message."""
-    root = project_root()
-    try:
-        settings = validate(cfg)
-    except ConfigError as error:
-        _fail(f"config error: {error}", EXIT_USER_ERROR)
-    try:
-        outcome = execute(settings, to_plain(cfg), root, run_name=_run_name())
-    except DataError as error:
-        _fail(f"data error: {error}", EXIT_USER_ERROR)
-    except (Diverged, GradientCheckError) as error:
-        _fail(str(error), EXIT_RUN_FAILED)
+    """Validate, run and report; return the final loss.
+
+    Raises ConfigError before any run is opened (tracking.StoreUnavailable, a ConfigError,
+    when the store cannot be reached), and DataError, Diverged or GradientCheckError after
+    the run has been marked FAILED.
+    """
+    settings = validate(cfg)
+    outcome = execute(settings, to_plain(cfg), project_root(), run_name=_run_name())
     r = outcome.result
     log.info("run %s finished: loss %.6g -> %.6g over %d steps", outcome.run_id,
              r.initial_loss, r.final_loss, r.steps)
     log.info("browse it with: %s", _ui_hint(outcome.tracking_uri))
     return r.final_loss
+
+
+def task(cfg: DictConfig) -> float | None:
+    """One Hydra job: `run_from_config`, with user errors and failed runs answered by `refuse`."""
+    from .tracking import StoreUnavailable  # imports MLflow: only once a run is wanted
+
+    try:
+        return run_from_config(cfg)
+    except StoreUnavailable as error:
+        return refuse(f"tracking error: {error}", EXIT_USER_ERROR)
+    except ConfigError as error:
+        return refuse(f"config error: {error}", EXIT_USER_ERROR)
+    except DataError as error:
+        return refuse(f"data error: {error}", EXIT_USER_ERROR)
+    except (Diverged, GradientCheckError) as error:
+        return refuse(f"run failed: {error}", EXIT_RUN_FAILED)
 
 
 def _run_name() -> str | None:
@@ -182,11 +200,34 @@ def readable_name(experiment: str | None, overrides: list[str], exclude: set[str
     return " ".join(parts)[:RUN_NAME_LIMIT] or "defaults"
 
 
-def _fail(message: str, code: int):
+def _in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def refuse(message: str, code: int) -> None:
+    """The one place a user error or failed run ends: one line, no traceback, exit `code`.
+
+    Call it from an `except` block. With BACKPROP_LAB_DEBUG=1 the exception is re-raised
+    with its traceback instead. Inside a sweep the process must live on for the other
+    jobs: the message is logged, the job returns None, and its MLflow run keeps its status.
+    """
     if os.environ.get(DEBUG_ENV):
         raise
-    log.error(message)
+    if _in_sweep():
+        log.error(message)
+        return None
+    print(message, file=sys.stderr, flush=True)
     sys.exit(code)
+
+
+def _stopped(interrupt: KeyboardInterrupt) -> None:
+    name = "SIGTERM" if isinstance(interrupt, interrupts.Terminated) else "Ctrl-C (SIGINT)"
+    print(f"stopped by {name}: metrics logged so far were flushed and the run is marked "
+          "KILLED", file=sys.stderr, flush=True)
+    sys.exit(interrupts.exit_code(interrupt))
 
 
 def main() -> None:
@@ -195,13 +236,24 @@ def main() -> None:
 
     root = project_root()
     os.environ.setdefault(ROOT_ENV, str(root))  # read by conf/ for output folders
+    if os.environ.get(DEBUG_ENV):
+        os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # Hydra's tracebacks in full, too
+    try:
+        overrides.check(sys.argv[1:], root / "conf")
+    except ConfigError as error:
+        refuse(f"config error: {error}", EXIT_USER_ERROR)
 
     @hydra.main(version_base="1.3", config_path=str(root / "conf"), config_name="config")
-    def _task(cfg: DictConfig) -> float:
-        return run_from_config(cfg)
+    def _task(cfg: DictConfig) -> float | None:
+        return task(cfg)
 
     try:
-        _task()
+        with interrupts.stop_on_signals():
+            _task()
+    except KeyboardInterrupt as interrupt:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        _stopped(interrupt)
     finally:
         # Freezing the heap spares the interpreter's exit a garbage collection over every
         # object MLflow's imports made: left to run, that took over a second.

@@ -44,10 +44,11 @@ class GradientCheckError(RuntimeError):
 class Diverged(RuntimeError):
     """A loss, gradient or weight stopped being finite."""
 
-    def __init__(self, step: int, reason: str):
+    def __init__(self, step: int, reason: str, lr: float | None = None):
+        now = "" if lr is None else f"={lr:g}; try {lr / 10:g}"
         super().__init__(
             f"training diverged at step {step}: {reason}. "
-            "Lower the learning rate (optimizer.lr) and run again."
+            f"Lower the learning rate (optimizer.lr{now}) and run again."
         )
         self.step = step
         self.reason = reason
@@ -248,6 +249,8 @@ def evaluate(network: Network, objective, dataset: data.Dataset, prefix: str) ->
     return values
 
 
+# Overflow is expected when a run diverges; the loop names it (Diverged) instead of warning.
+@np.errstate(over="ignore", invalid="ignore")
 def train(
     settings: Settings,
     recorder: Recorder,
@@ -285,7 +288,7 @@ def train(
         fault = _record_step(recorder, step, parts, held_out, (loss, output, targets), due,
                              scratch)
         if fault:
-            raise Diverged(step, fault)
+            raise Diverged(step, fault, lr=settings.optimizer.lr)
         optimizer.step(network)
         if progress is not None:
             progress(step + 1)

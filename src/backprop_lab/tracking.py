@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import socket
 import subprocess
 import tempfile
 import time
@@ -21,12 +22,16 @@ import numpy as np
 from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE, ErrorCode
 from mlflow.utils.validation import (
     MAX_METRICS_PER_BATCH,
     MAX_PARAM_VAL_LENGTH,
     MAX_PARAMS_TAGS_PER_BATCH,
 )
 
+from . import interrupts
+from .config import ConfigError
 from .data import Dataset
 from .plots import LOSS_KEY, plotted
 from .shapes import ShapeEntry, key_products
@@ -35,6 +40,14 @@ log = logging.getLogger(__name__)
 
 DB_NAME = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
+PROBE_SECONDS = 3.0  # how long to wait for a tracking server to accept a connection
+# MLflow's own HTTP defaults retry for minutes; a run should fail within seconds instead.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+BUSY_RETRIES = 3  # extra attempts when SQLite stays locked past its own 20 s busy wait
+
+
+class StoreUnavailable(ConfigError):
+    """The tracking store cannot be reached or opened; the message names the URI."""
 
 
 def resolve_uri(configured: str | None, root: Path) -> str:
@@ -71,27 +84,84 @@ def _chunks(items: list, size: int) -> Iterator[list]:
         yield items[start:start + size]
 
 
+def probe(uri: str, seconds: float = PROBE_SECONDS) -> None:
+    """Raise StoreUnavailable unless the server behind an http(s) URI accepts a connection.
+
+    Other stores (SQLite, folders) are checked by opening them. Also bounds MLflow's HTTP
+    retries for this process (unless the user set them), so a server that dies mid-run
+    ends the run in seconds, not minutes.
+    """
+    url = urlparse(uri)
+    if url.scheme not in ("http", "https"):
+        return
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=seconds).close()
+    except OSError as error:
+        raise StoreUnavailable(_unreachable(uri, error)) from error
+
+
+def _unreachable(uri: str, error: object) -> str:
+    scheme = urlparse(uri).scheme
+    if scheme in ("http", "https"):
+        fix = "start the server (e.g. `mlflow server --host 127.0.0.1 --port 5000`)"
+    elif scheme == "sqlite":
+        fix = "make sure its folder can be created and written"
+    else:
+        fix = "use sqlite:///<path>/mlflow.db or http://<host>:<port>"
+    return (f"cannot open the tracking store tracking.uri={uri} ({error}). Fix: {fix}, "
+            "or set tracking.uri=null for the project's mlflow.db.")
+
+
 def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
     """A client on `uri` and the id of experiment `name`, created if missing.
 
     For SQLite, creating the database and the experiment happens under a file lock beside
     the database, so jobs starting together cannot both try; artifacts go to a folder
     beside the database rather than wherever the process happens to run.
+    Raises StoreUnavailable, naming the URI, when the store cannot be reached or opened.
     """
+    probe(uri)
     db = sqlite_path(uri)
-    artifact_location = None
-    if db is not None:
-        db.parent.mkdir(parents=True, exist_ok=True)
-        artifact_location = str(db.parent / ARTIFACTS_DIR)
-    lock = FileLock(str(db) + ".lock") if db is not None else None
-    with lock if lock is not None else _nothing():
-        client = MlflowClient(tracking_uri=uri)
-        experiment = client.get_experiment_by_name(name)
-        if experiment is None:
-            experiment_id = client.create_experiment(name, artifact_location=artifact_location)
-        else:
-            experiment_id = experiment.experiment_id
+    try:
+        artifact_location = None
+        if db is not None:
+            db.parent.mkdir(parents=True, exist_ok=True)
+            artifact_location = str(db.parent / ARTIFACTS_DIR)
+        lock = FileLock(str(db) + ".lock") if db is not None else None
+        with lock if lock is not None else _nothing():
+            client = MlflowClient(tracking_uri=uri)
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                experiment_id = client.create_experiment(name, artifact_location=artifact_location)
+            else:
+                experiment_id = experiment.experiment_id
+    except (OSError, MlflowException) as error:
+        raise StoreUnavailable(_unreachable(uri, _first_line(error))) from error
     return client, experiment_id
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _busy(error: MlflowException) -> bool:
+    return error.error_code == ErrorCode.Name(TEMPORARILY_UNAVAILABLE)
+
+
+def _retrying(call, *args, **kwargs):
+    """`call(*args, **kwargs)`, tried again while the store reports itself busy (locked)."""
+    for attempt in range(BUSY_RETRIES + 1):
+        try:
+            return call(*args, **kwargs)
+        except MlflowException as error:
+            if not _busy(error) or attempt == BUSY_RETRIES:
+                raise
+            log.warning("tracking store busy (%s); retrying", _first_line(error))
+            time.sleep(2.0 * (attempt + 1))
 
 
 @contextmanager
@@ -214,22 +284,38 @@ class MlflowRecorder:
     def artifact_dir(self, path: Path, folder: str | None = None) -> None:
         self.client.log_artifacts(self.run_id, str(path), folder)
 
+    @property
+    def unsent(self) -> int:
+        """How many metrics are buffered and not yet in the store."""
+        return len(self._buffer)
+
     def flush(self) -> None:
         """Send every buffered metric, in chunks of at most MLflow's batch limit, and wait
         until those sent in the background are written too."""
         while self._sending:
             self._sending.pop(0).wait()
         while self._buffer:
-            chunk, self._buffer = self._buffer[: self.chunk], self._buffer[self.chunk:]
-            self.client.log_batch(self.run_id, metrics=chunk)
+            # Sent before it leaves the buffer: a failed send keeps it for the final flush.
+            _retrying(self.client.log_batch, self.run_id, metrics=self._buffer[: self.chunk])
+            self._buffer = self._buffer[self.chunk:]
 
     def finish(self, status: str) -> None:
-        """Flush what is buffered, then mark the run FINISHED, FAILED or KILLED."""
+        """Flush what is buffered, then mark the run FINISHED, FAILED or KILLED.
+
+        A run whose last metrics could not be sent is not FINISHED: it is marked FAILED,
+        and the flush error propagates so the loss is never silent.
+        """
         try:
             self.flush()
+        except BaseException:
+            if status == RunStatus.to_string(RunStatus.FINISHED):
+                status = RunStatus.to_string(RunStatus.FAILED)
+            raise
         finally:
-            self.client.set_terminated(self.run_id, status=status)
-            self._workdir.cleanup()
+            try:
+                self.client.set_terminated(self.run_id, status=status)
+            finally:
+                self._workdir.cleanup()
 
 
 def _markdown_table(rows: list[dict[str, str]]) -> str:
@@ -271,17 +357,50 @@ def _git_state(root: Path) -> dict[str, str]:
             "mlflow.source.git.commit": commit}
 
 
+def failure_tags(error: BaseException, recorder: MlflowRecorder) -> dict[str, str]:
+    """What ended a run, as tags: the reason, and the step it stopped at when known.
+
+    The step is the error's own (a divergence knows it) or else the last step reported.
+    """
+    if isinstance(error, KeyboardInterrupt):
+        name = "SIGTERM" if isinstance(error, interrupts.Terminated) else "SIGINT (Ctrl-C)"
+        tags = {"failure.reason": f"stopped by {name}"}
+    else:
+        tags = {"failure.reason": f"{type(error).__name__}: {error}"[:5000]}
+    step = getattr(error, "step", None)
+    if step is None and recorder.losses:
+        step = recorder.losses[-1][0]
+    if step is not None:
+        tags["failure.step"] = str(step)
+    return tags
+
+
 @contextmanager
 def recorded_run(recorder: MlflowRecorder) -> Iterator[MlflowRecorder]:
-    """Close the run with a truthful status: FINISHED, KILLED on interrupt, FAILED otherwise."""
+    """Close the run with a truthful status: FINISHED, KILLED on interrupt, FAILED otherwise.
+
+    Closing flushes every buffered metric first, with SIGINT and SIGTERM held back so a
+    second Ctrl-C cannot leave the run half-closed. When the run fails and the store
+    fails too, the store's error is logged and the run's own error is the one raised.
+    """
     try:
         yield recorder
-    except KeyboardInterrupt:
-        recorder.finish(RunStatus.to_string(RunStatus.KILLED))
-        raise
     except BaseException as error:
-        recorder.tags({"failure.reason": f"{type(error).__name__}: {error}"[:5000]})
-        recorder.finish(RunStatus.to_string(RunStatus.FAILED))
+        killed = isinstance(error, KeyboardInterrupt)
+        status = RunStatus.to_string(RunStatus.KILLED if killed else RunStatus.FAILED)
+        with interrupts.deferred():
+            try:
+                try:
+                    recorder.tags(failure_tags(error, recorder))
+                finally:
+                    recorder.finish(status)
+            except Exception as store_error:  # the run's own error is the one to raise
+                log.error("could not close run %s as %s: %s (%d metrics unsent)",
+                          recorder.run_id, status, _first_line(store_error), recorder.unsent)
+            else:
+                log.info("run %s marked %s; every metric logged so far is kept",
+                         recorder.run_id, status)
         raise
     else:
-        recorder.finish(RunStatus.to_string(RunStatus.FINISHED))
+        with interrupts.deferred():
+            recorder.finish(RunStatus.to_string(RunStatus.FINISHED))

@@ -75,11 +75,21 @@ def addresses(uri: str, host: str, port: int) -> list[str]:
     return [f"runs of {name}: {runs_address(base, experiments[name])}" for name in names]
 
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def binding_note(host: str) -> str:
+    """One line saying who can reach the UI bound to `host`."""
+    if host in LOCAL_HOSTS:
+        return (f"bound to {host} only: reachable from this machine alone "
+                "(`make ui HOST=0.0.0.0` exposes it to the network)")
+    return f"warning: bound to {host}: every run in the store is visible beyond this machine"
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     uri = resolve_uri(args.uri, project_root())
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: binding {args.host} exposes the UI beyond this machine", file=sys.stderr)
+    print(binding_note(args.host), file=sys.stderr if args.host not in LOCAL_HOSTS else sys.stdout)
     print(f"MLflow UI over {uri}")
     for line in addresses(uri, args.host, args.port):
         print(line)
