@@ -43,6 +43,7 @@ ARTIFACTS_DIR = "mlartifacts"
 PROBE_SECONDS = 3.0  # how long to wait for a tracking server to accept a connection
 # MLflow's own HTTP defaults retry for minutes; a run should fail within seconds instead.
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+LONG_MARK = "... (see params_long.txt)"  # ends a param cut to MLflow's length limit
 BUSY_RETRIES = 3  # extra attempts when SQLite stays locked past its own 20 s busy wait
 
 
@@ -264,7 +265,7 @@ class MlflowRecorder:
             text = str(value)
             if len(text) > MAX_PARAM_VAL_LENGTH:
                 long_values[key] = text
-                text = text[: MAX_PARAM_VAL_LENGTH - 20] + "... (see params_long)"
+                text = text[: MAX_PARAM_VAL_LENGTH - len(LONG_MARK)] + LONG_MARK
             params.append(Param(key, text))
         for chunk in _chunks(params, MAX_PARAMS_TAGS_PER_BATCH):
             self.client.log_batch(self.run_id, params=chunk)
