@@ -136,7 +136,7 @@ def _ui_hint(uri: str) -> str:
     return f"open {uri}"
 
 
-def run_from_config(cfg: DictConfig) -> float:
+def run_checked(cfg: DictConfig) -> float:
     """Validate, run and report; return the final loss.
 
     Raises ConfigError before any run is opened (tracking.StoreUnavailable, a ConfigError,
@@ -152,12 +152,12 @@ def run_from_config(cfg: DictConfig) -> float:
     return r.final_loss
 
 
-def task(cfg: DictConfig) -> float | None:
-    """One Hydra job: `run_from_config`, with user errors and failed runs answered by `refuse`."""
+def run_from_config(cfg: DictConfig) -> float | None:
+    """One Hydra job: `run_checked`, with user errors and failed runs answered by `refuse`."""
     from .tracking import StoreUnavailable  # imports MLflow: only once a run is wanted
 
     try:
-        return run_from_config(cfg)
+        return run_checked(cfg)
     except StoreUnavailable as error:
         return refuse(f"tracking error: {error}", EXIT_USER_ERROR)
     except ConfigError as error:
@@ -216,10 +216,9 @@ def refuse(message: str, code: int) -> None:
     """
     if os.environ.get(DEBUG_ENV):
         raise
+    log.error(message)  # to the console and to the run's log file
     if _in_sweep():
-        log.error(message)
         return None
-    print(message, file=sys.stderr, flush=True)
     sys.exit(code)
 
 
@@ -245,7 +244,7 @@ def main() -> None:
 
     @hydra.main(version_base="1.3", config_path=str(root / "conf"), config_name="config")
     def _task(cfg: DictConfig) -> float | None:
-        return task(cfg)
+        return run_from_config(cfg)
 
     try:
         with interrupts.stop_on_signals():
