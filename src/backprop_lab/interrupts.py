@@ -18,7 +18,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}  # the shell's 128 + signal number
-_received: list[int] = []  # signals caught inside stop_on_signals, in order of arrival
+
+
+class _State:
+    """What the handler has seen: every signal caught, and how deep we are in `deferred`."""
+
+    received: list[int] = []
+    held: list[int] = []
+    depth = 0
 
 
 class Terminated(KeyboardInterrupt):
@@ -32,7 +39,10 @@ def _interrupt(signum: int) -> KeyboardInterrupt:
 
 
 def _handler(signum, frame):
-    _received.append(signum)
+    _State.received.append(signum)
+    if _State.depth:
+        _State.held.append(signum)  # raised when the deferred block ends
+        return
     raise _interrupt(signum)
 
 
@@ -43,18 +53,14 @@ def exit_code(interrupt: KeyboardInterrupt) -> int:
 
 def check() -> None:
     """Raise the interrupt for a signal caught earlier, in case its first raise was lost."""
-    if _received:
-        raise _interrupt(_received[0])
-
-
-def _main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
+    if _State.received:
+        raise _interrupt(_State.received[0])
 
 
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
     """Within the block, SIGINT and SIGTERM raise KeyboardInterrupt in the main thread."""
-    if not _main_thread():
+    if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may install handlers
         return
     previous = {s: signal.signal(s, _handler) for s in EXIT_CODES}
@@ -63,25 +69,24 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        _received.clear()
+        _State.received.clear()
+        _State.held.clear()
 
 
 @contextmanager
 def deferred() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM while the block runs, then deliver the first one.
+    """Hold SIGINT and SIGTERM until the block ends, then raise the first one.
 
-    Used around closing a run, so a second Ctrl-C cannot leave it half-closed.
+    Used around sending metrics and closing a run, so a signal can neither send a batch
+    twice nor leave the run half-closed. Cheap enough for every step. It holds signals
+    only inside `stop_on_signals` (the door's handlers); elsewhere it changes nothing.
     """
-    if not _main_thread():
-        yield
-        return
-    pending: list[int] = []
-    previous = {s: signal.signal(s, lambda signum, frame: pending.append(signum))
-                for s in EXIT_CODES}
+    _State.depth += 1
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    if pending:
-        signal.raise_signal(pending[0])
+        _State.depth -= 1
+    if not _State.depth and _State.held:
+        signum = _State.held[0]
+        _State.held.clear()
+        raise _interrupt(signum)

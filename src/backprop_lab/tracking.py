@@ -182,6 +182,7 @@ class MlflowRecorder:
         # The metrics the run's pictures draw, kept as they pass: {name: [(step, value)]}.
         self.curves: dict[str, list[tuple[int, float]]] = {}
         self._plotted: dict[str, bool] = {}  # metric name -> kept? decided once per name
+        self.last_step: int | None = None  # the latest step whose metrics were reported
         self.shape_entries: list[ShapeEntry] = []
         self._sending: list = []  # MLflow's handles on batches still being written
         self._workdir = tempfile.TemporaryDirectory(prefix="backprop-lab-")
@@ -191,14 +192,17 @@ class MlflowRecorder:
 
     def metrics(self, step: int, values: dict[str, float]) -> None:
         stamp = int(time.time() * 1000)
-        for key, value in values.items():
-            value = float(value)
-            self._buffer.append(Metric(key, value, stamp, step))
-            keep = self._plotted.get(key)
-            if keep is None:
-                keep = self._plotted[key] = plotted(key)
-            if keep:
-                self.curves.setdefault(key, []).append((step, value))
+        # A step enters the buffer whole, so a signal never splits it.
+        with interrupts.deferred():
+            for key, value in values.items():
+                value = float(value)
+                self._buffer.append(Metric(key, value, stamp, step))
+                keep = self._plotted.get(key)
+                if keep is None:
+                    keep = self._plotted[key] = plotted(key)
+                if keep:
+                    self.curves.setdefault(key, []).append((step, value))
+            self.last_step = step
         if len(self._buffer) >= self.chunk:
             self._send_full_chunks()
 
@@ -297,9 +301,13 @@ class MlflowRecorder:
         while self._sending:
             self._sending.pop(0).wait()
         while self._buffer:
-            # Sent before it leaves the buffer: a failed send keeps it for the final flush.
-            _retrying(self.client.log_batch, self.run_id, metrics=self._buffer[: self.chunk])
-            self._buffer = self._buffer[self.chunk:]
+            # A signal waits until the chunk is both sent and dropped from the buffer: a chunk
+            # sent but still buffered would be sent twice by the final flush.
+            with interrupts.deferred():
+                # Sent before it leaves the buffer: a failed send keeps it for the final flush.
+                _retrying(self.client.log_batch, self.run_id,
+                          metrics=self._buffer[: self.chunk])
+                self._buffer = self._buffer[self.chunk:]
 
     def finish(self, status: str) -> None:
         """Flush what is buffered, then mark the run FINISHED, FAILED or KILLED.
@@ -370,8 +378,8 @@ def failure_tags(error: BaseException, recorder: MlflowRecorder) -> dict[str, st
     else:
         tags = {"failure.reason": f"{type(error).__name__}: {error}"[:5000]}
     step = getattr(error, "step", None)
-    if step is None and recorder.losses:
-        step = recorder.losses[-1][0]
+    if step is None:
+        step = recorder.last_step
     if step is not None:
         tags["failure.step"] = str(step)
     return tags
