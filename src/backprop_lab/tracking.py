@@ -210,9 +210,10 @@ class MlflowRecorder:
         """Hand full batches to MLflow's background writer, so training does not wait on
         the database; flush() waits for them."""
         while len(self._buffer) >= self.chunk:
-            chunk, self._buffer = self._buffer[: self.chunk], self._buffer[self.chunk:]
-            self._sending.append(
-                self.client.log_batch(self.run_id, metrics=chunk, synchronous=False))
+            with interrupts.deferred():  # a batch is either buffered or handed over, never lost
+                chunk, self._buffer = self._buffer[: self.chunk], self._buffer[self.chunk:]
+                handle = self.client.log_batch(self.run_id, metrics=chunk, synchronous=False)
+                self._sending.append((chunk, handle))
 
     def dataset(self, dataset: Dataset, context: str = "training") -> None:
         """Log `dataset` as a run input: name, source, digest, and the shapes in its profile.
@@ -292,14 +293,24 @@ class MlflowRecorder:
 
     @property
     def unsent(self) -> int:
-        """How many metrics are buffered and not yet in the store."""
-        return len(self._buffer)
+        """How many metrics are not yet known to be in the store."""
+        return len(self._buffer) + sum(len(chunk) for chunk, _ in self._sending)
 
     def flush(self) -> None:
         """Send every buffered metric, in chunks of at most MLflow's batch limit, and wait
         until those sent in the background are written too."""
         while self._sending:
-            self._sending.pop(0).wait()
+            with interrupts.deferred():  # a batch resent must also leave the list, or twice
+                chunk, handle = self._sending[0]
+                try:
+                    handle.wait()
+                except MlflowException as error:
+                    # A batch the writer could not store (a locked SQLite, say) is sent again
+                    # here, in the foreground and with retries, rather than dropped.
+                    log.warning("a background metric batch failed (%s); sending it again",
+                                _first_line(error))
+                    _retrying(self.client.log_batch, self.run_id, metrics=chunk)
+                self._sending.pop(0)
         while self._buffer:
             # A signal waits until the chunk is both sent and dropped from the buffer: a chunk
             # sent but still buffered would be sent twice by the final flush.
