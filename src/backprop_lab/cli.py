@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -152,7 +153,7 @@ def run_checked(cfg: DictConfig) -> float:
     return r.final_loss
 
 
-def run_from_config(cfg: DictConfig) -> float | None:
+def run_from_config(cfg: DictConfig) -> float:
     """One Hydra job: `run_checked`, with user errors and failed runs answered by `refuse`."""
     from .tracking import StoreUnavailable  # imports MLflow: only once a run is wanted
 
@@ -207,18 +208,19 @@ def _in_sweep() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def refuse(message: str, code: int) -> None:
+def refuse(message: str, code: int) -> float:
     """The one place a user error or failed run ends: one line, no traceback, exit `code`.
 
     Call it from an `except` block. With BACKPROP_LAB_DEBUG=1 the exception is re-raised
     with its traceback instead. Inside a sweep the process must live on for the other
-    jobs: the message is logged, the job returns None, and its MLflow run keeps its status.
+    jobs: the message is logged and the job returns an infinite loss (a search sweeper
+    ranks it last); a run it opened is already marked FAILED.
     """
     if os.environ.get(DEBUG_ENV):
         raise
     log.error(message)  # to the console and to the run's log file
     if _in_sweep():
-        return None
+        return math.inf
     sys.exit(code)
 
 
@@ -243,7 +245,7 @@ def main() -> None:
         refuse(f"config error: {error}", EXIT_USER_ERROR)
 
     @hydra.main(version_base="1.3", config_path=str(root / "conf"), config_name="config")
-    def _task(cfg: DictConfig) -> float | None:
+    def _task(cfg: DictConfig) -> float:
         return run_from_config(cfg)
 
     try:
