@@ -95,11 +95,11 @@ def execute(settings: Settings, plain: dict, root: Path, run_name: str | None = 
     with tracking.recorded_run(recorder):
         recorder.params(flatten(plain))
         _record_config(recorder, plain, _hydra_output_dir())
-        # BLAS products change in their last bits with the thread count, so the count is
-        # pinned for the run and recorded from inside the pin, where it is the one in force.
         title = (f"{run.info.run_name}: {settings.objective.name}, "
                  f"widths {list(settings.model.widths)}")
         try:
+            # BLAS products change in their last bits with the thread count, so the count is
+            # pinned for the run and recorded from inside the pin, where it is the one in force.
             with threadpool_limits(limits=settings.compute.blas_threads), \
                     _progress_bar(settings.optimizer.steps) as bar:
                 recorder.tags(tracking.provenance(root))
