@@ -132,6 +132,9 @@ def test_sigint_and_sigterm_mid_training_flush_and_mark_killed(empty_store, tmp_
     for signum, (uri, proc) in jobs.items():
         seen = _wait_for_metrics(uri, proc)
         proc.send_signal(signum)
+        if signum == signal.SIGINT:
+            time.sleep(0.05)
+            proc.send_signal(signum)  # an impatient second Ctrl-C must not spoil the close
         try:
             _, err = proc.communicate(timeout=30)  # prompt: seconds, not the hours left
         except subprocess.TimeoutExpired:

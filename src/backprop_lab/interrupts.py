@@ -5,9 +5,11 @@ which would leave the MLflow run RUNNING and its buffered metrics unsent. Inside
 `stop_on_signals`, both raise a KeyboardInterrupt (SIGTERM as `Terminated`), so both
 unwind through the same cleanup: flush, mark the run KILLED, exit.
 
-An exception raised by a signal handler is swallowed when the signal lands while Python
-runs a finaliser (SQLAlchemy has many), so the signal is also remembered, and `check()`,
-called once per training step, raises it again.
+Only the first signal raises; later ones are ignored, so pressing Ctrl-C twice cannot
+interrupt the close (Ctrl-\\ or SIGKILL still end the process). An exception raised by a
+signal handler is swallowed when the signal lands while Python runs a finaliser
+(SQLAlchemy has many), so the signal is also remembered, and `check()`, called once per
+training step, raises it again.
 """
 
 from __future__ import annotations
@@ -39,7 +41,10 @@ def _interrupt(signum: int) -> KeyboardInterrupt:
 
 
 def _handler(signum, frame):
+    first = not _State.received
     _State.received.append(signum)
+    if not first:
+        return  # the stop is under way: a second Ctrl-C must not cut the run's close short
     if _State.depth:
         _State.held.append(signum)  # raised when the deferred block ends
         return
