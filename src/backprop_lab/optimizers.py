@@ -23,6 +23,7 @@ class Optimizer:
         self.decay = decay
         self.iterations = 0  # steps taken so far: t in the formulas
         self._state: dict[str, dict[str, np.ndarray]] = {}
+        self._trial: dict[str, dict[str, np.ndarray]] = {}  # update_ratio's copies of _state
 
     @property
     def current_lr(self) -> float:
@@ -36,8 +37,16 @@ class Optimizer:
         self.iterations += 1
 
     def update_ratio(self, name: str, parameter: np.ndarray, gradient: np.ndarray) -> float:
-        """||update|| / ||parameter|| for the step about to be taken, without taking it."""
-        trial = {k: v.copy() for k, v in self._slots(name, parameter).items()}
+        """||update|| / ||parameter|| for the step about to be taken, without taking it.
+
+        The step is tried on a copy of the state, in buffers kept from one call to the next.
+        """
+        slots = self._slots(name, parameter)
+        trial = self._trial.get(name)
+        if trial is None:
+            trial = self._trial[name] = {k: np.empty_like(v) for k, v in slots.items()}
+        for key, value in slots.items():
+            np.copyto(trial[key], value)
         update_norm = float(np.linalg.norm(self._update(trial, gradient)))
         weight_norm = float(np.linalg.norm(parameter))
         if weight_norm == 0.0:
