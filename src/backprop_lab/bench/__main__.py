@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from threadpoolctl import threadpool_limits
@@ -33,7 +34,7 @@ def tables(tiny: bool, only: list[str]):
     """Yield each section's table as soon as it is measured."""
     sizes = compute.TINY_SIZES if tiny else compute.SIZES
     if "compute" in only:
-        yield compute.compute_table(sizes)
+        yield compute.compute_table(sizes, done=_measured)
     if "memory" in only:
         yield memory.memory_table(sizes[-1], "float32")
     if "logging" in only:
@@ -44,6 +45,10 @@ def tables(tiny: bool, only: list[str]):
                                     overrides=QUICK_RUN if tiny else [])
     if "sweeps" in only:
         yield sweeps.sweeps_table(jobs=2 if tiny else 20, overrides=QUICK_RUN if tiny else [])
+
+
+def _measured(row: str) -> None:
+    print(f"  measured {row}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
