@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import records
+from . import interrupts, records
 from .cli import DEBUG_ENV, execute
 from .comparison import Verdict, compare_histories, provenance_changes
 from .config import ConfigError, validate
@@ -180,15 +180,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("backprop_lab").setLevel(logging.INFO)
     root = project_root()
     try:
-        results = reproduce(args.run_id, resolve_uri(args.uri, root), root, args.tolerance)
+        with interrupts.stop_on_signals():  # SIGTERM too ends the run KILLED, not RUNNING
+            results = reproduce(args.run_id, resolve_uri(args.uri, root), root, args.tolerance)
     except (records.RecordError, ConfigError) as error:
         if os.environ.get(DEBUG_ENV):
             raise
         print(f"error: cannot reproduce {args.run_id}: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         print("stopped: the reproduction run is marked KILLED", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return interrupts.exit_code(interrupt)
     return EXIT_IDENTICAL if all(r.identical for r in results) else EXIT_DIFFERENT
 
 
