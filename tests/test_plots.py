@@ -17,7 +17,7 @@ RUN_PICTURES = {"loss_curve.png", "gradient_norms.png", "dead_relu.png", "shapes
 
 def trained(compose, *overrides):
     recorder = MemoryRecorder()
-    train(validate(compose("optimizer.steps=6", *overrides)), recorder)
+    train(validate(compose("optimizer.steps=6", "gradcheck.enabled=false", *overrides)), recorder)
     return recorder
 
 
@@ -67,6 +67,14 @@ def test_the_shape_diagram_has_a_row_per_layer_and_a_column_per_product(compose,
     assert h3 > 2.5 * h1 - 100  # one row of panels per layer
 
 
+def test_a_deep_stack_draws_its_first_and_last_layers_only(compose, tmp_path):
+    eight = trained(compose, f"model.widths=[{','.join(['3'] * 8)}]").shape_entries
+    forty = trained(compose, f"model.widths=[{','.join(['3'] * 40)}]").shape_entries
+    _, h8 = png_size(plots.shape_diagram(eight, tmp_path / "eight.png", "eight"))
+    _, h40 = png_size(plots.shape_diagram(forty, tmp_path / "forty.png", "forty"))
+    assert h8 <= h40 <= h8 + 40  # rows for 8 layers, and one line saying which were left out
+
+
 def test_run_figures_draws_every_picture_the_record_allows(compose, tmp_path):
     recorder = trained(compose, "model.widths=[8,4]")
     drawn = plots.run_figures(recorder.history, recorder.shape_entries, tmp_path, "title")
@@ -81,8 +89,8 @@ def test_a_diverging_run_still_gets_its_pictures_and_stays_failed(
     compose, store_uri, experiment_name
 ):
     cfg = compose(f"tracking.uri={store_uri}", f"tracking.experiment={experiment_name}",
-                  "objective=half_sum_squares", "optimizer.lr=3.0", "model.widths=[4]",
-                  "model.init_scale=1")
+                  "objective=half_sum_squares", "optimizer.lr=50", "model.widths=[4]",
+                  "model.init_scale=1", "gradcheck.enabled=false", "tracking.log_arrays=false")
     with pytest.raises(Diverged):
         execute(validate(cfg), to_plain(cfg), project_root(), run_name="diverges")
     client = MlflowClient(tracking_uri=store_uri)

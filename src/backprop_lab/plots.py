@@ -24,6 +24,8 @@ DEAD_RELU = re.compile(r"^relu/(?P<layer>.+)/dead_fraction$")
 # A log axis at most this high and spanning at most this ratio: beyond, matplotlib's tick
 # labelling overflows (seen with a diverging run's losses near 1e300).
 LOG_CEILING, LOG_SPAN = 1e250, 1e200
+MAX_LEGEND = 12  # more lines than this get colours by depth and a legend for the ends only
+DIAGRAM_LAYERS = 8  # the shape diagram draws at most this many layers' rows
 
 
 def plotted(key: str) -> bool:
@@ -50,8 +52,9 @@ def _axes(title: str, ylabel: str):
     return fig, ax
 
 
-def _save(fig, path: Path) -> Path:
-    fig.tight_layout()
+def _save(fig, path: Path, headroom: float = 0.0) -> Path:
+    """Lay out and write the figure; `headroom` inches stay free at the top for a suptitle."""
+    fig.tight_layout(rect=(0, 0, 1, 1 - headroom / fig.get_figheight()))
     fig.savefig(path)
     _pyplot().close(fig)
     return path
@@ -82,7 +85,10 @@ def _scale_y(ax, values: Sequence[float]) -> None:
         ax.set_yscale("log")
         # Explicit limits: near float64's end (a diverging run) autoscale and ticks overflow.
         top = min(max(positive) * 2, LOG_CEILING)
-        ax.set_ylim(max(min(positive) / 2, top / LOG_SPAN), top)
+        bottom = max(min(positive) / 2, top / LOG_SPAN)
+        ax.set_ylim(bottom, top)
+        if top / bottom > 1e12:  # minor ticks over dozens of decades cost seconds, show nothing
+            ax.yaxis.set_minor_locator(_pyplot().NullLocator())
     else:
         ax.set_yscale("symlog", linthresh=min(positive))  # a dead layer's gradient is exactly 0
 
@@ -98,12 +104,29 @@ def loss_curve(points: Curve, path: Path, title: str) -> Path:
     return _save(fig, path)
 
 
+def _natural(key: str) -> list:
+    """Sort key putting layer2 before layer10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", key)]
+
+
+def _styles(keys: list[str], names: list[str]) -> list[dict]:
+    """Line styles for `keys`: matplotlib's colours with a legend entry each for a few lines;
+    for many (a deep network), a colour running with depth and only the ends labelled."""
+    if len(keys) <= MAX_LEGEND:
+        return [{"label": name} for name in names]
+    cmap = _pyplot().get_cmap("viridis")
+    return [{"color": cmap(i / (len(keys) - 1)),
+             "label": name if i in (0, len(keys) - 1) else None}
+            for i, name in enumerate(names)]
+
+
 def gradient_norms(curves: Mapping[str, Curve], path: Path, title: str) -> Path:
     """One line per parameter gradient (grad/<layer>.d<array>/norm) against step."""
     fig, ax = _axes(title, "gradient norm (Frobenius)")
+    keys = sorted((k for k in curves if GRAD_NORM.match(k)), key=_natural)
     values, bad_steps = [], []
-    for key in sorted(k for k in curves if GRAD_NORM.match(k)):
-        finite, bad = _line(ax, curves[key], linewidth=1.3, label=GRAD_NORM.match(key)["name"])
+    for key, style in zip(keys, _styles(keys, [GRAD_NORM.match(k)["name"] for k in keys])):
+        finite, bad = _line(ax, curves[key], linewidth=1.3, **style)
         values += finite
         bad_steps.append(bad)
     _mark(ax, bad_steps)
@@ -115,8 +138,9 @@ def gradient_norms(curves: Mapping[str, Curve], path: Path, title: str) -> Path:
 def dead_relu(curves: Mapping[str, Curve], path: Path, title: str) -> Path:
     """Per layer, the fraction of ReLU outputs that are zero, against step."""
     fig, ax = _axes(title, "fraction of ReLU outputs at zero")
-    for key in sorted(k for k in curves if DEAD_RELU.match(k)):
-        _line(ax, curves[key], linewidth=1.5, label=DEAD_RELU.match(key)["layer"])
+    keys = sorted((k for k in curves if DEAD_RELU.match(k)), key=_natural)
+    for key, style in zip(keys, _styles(keys, [DEAD_RELU.match(k)["layer"] for k in keys])):
+        _line(ax, curves[key], linewidth=1.5, **style)
     ax.set_ylim(-0.03, 1.03)  # a fraction: keep 0 and 1 in view so "all dead" is unmistakable
     ax.legend(fontsize=8)
     return _save(fig, path)
@@ -225,9 +249,15 @@ def shape_diagram(entries: Sequence[ShapeEntry], path: Path, title: str) -> Path
     plt = _pyplot()
     found = products(entries)
     layers = list(dict.fromkeys(p.layer for p in found))
+    note = ""
+    if len(layers) > DIAGRAM_LAYERS:  # a deep stack repeats itself; the first and last show it
+        kept = layers[:DIAGRAM_LAYERS - 2] + layers[-2:]
+        note = (f"\n{layers[DIAGRAM_LAYERS - 2]} to {layers[-3]} left out (the same pattern); "
+                "shapes.csv lists every array")
+        layers, found = kept, [p for p in found if p.layer in kept]
     kinds = [k for k in KINDS if any(p.kind == k for p in found)]
     fig, axes = plt.subplots(len(layers), len(kinds), squeeze=False,
-                             figsize=(4.8 * len(kinds), 2.9 * len(layers) + 0.6), dpi=100)
+                             figsize=(4.8 * len(kinds), 2.9 * len(layers) + 0.8), dpi=100)
     for ax in axes.flat:
         ax.axis("off")  # panels with no product (layer1 needs no dinputs) stay blank
     extents = [_draw_product(axes[layers.index(p.layer)][kinds.index(p.kind)], p)
@@ -238,8 +268,9 @@ def shape_diagram(entries: Sequence[ShapeEntry], path: Path, title: str) -> Path
         ax.set_ylim(-depth - 0.8, 0.8)  # room for the names below and the sizes above
         ax.set_aspect("equal")
     legend = "red: must match (the summed dimension); blue x green: the result"
-    fig.suptitle(f"{textwrap.fill(title, 120)}\n{legend}", fontsize=10)
-    return _save(fig, path)
+    heading = f"{textwrap.fill(title, 120)}\n{legend}{note}"
+    fig.suptitle(heading, fontsize=10)
+    return _save(fig, path, headroom=0.2 * (heading.count("\n") + 1))
 
 
 def run_figures(curves: Mapping[str, Curve], entries: Sequence[ShapeEntry], folder: Path,
