@@ -12,9 +12,12 @@ EXTRAS := dev$(if $(wildcard /usr/bin/chromium),$(comma)ui-test)
 HOST = 127.0.0.1
 PORT = 5000
 ARGS ?=
+EXP ?=
+LAUNCHER ?=
+SWEEP ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test ui clean reproduce bench
+.PHONY: help setup run sweep report test ui clean reproduce bench
 
 help: ## list the commands
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -31,6 +34,13 @@ setup: $(STAMP) ## create .venv and install the package with its test tools
 # set -f: a list override such as model.widths=[8,4] must reach Hydra unglobbed.
 run: $(STAMP) ## train once with the defaults, or with Hydra overrides in ARGS
 	set -f; $(PY) -m backprop_lab $(ARGS)
+
+sweep: $(STAMP) ## multirun: EXP=<experiment> LAUNCHER=joblib|submitit_local ARGS=<grid overrides>
+	set -f; $(PY) -m backprop_lab -m $(if $(EXP),experiment=$(EXP)) \
+		$(if $(LAUNCHER),launcher=$(LAUNCHER)) $(ARGS)
+
+report: $(STAMP) ## a sweep's comparison table: SWEEP=<parent run id>, default the latest sweep
+	$(PY) -m backprop_lab.report $(if $(SWEEP),--sweep $(SWEEP))
 
 test: $(STAMP) ## run the test suite
 	$(PY) -m pytest $(ARGS)

@@ -162,6 +162,8 @@ def run_from_config(cfg: DictConfig) -> float:
     except StoreUnavailable as error:
         return refuse(f"tracking error: {error}", EXIT_USER_ERROR)
     except ConfigError as error:
+        if _in_sweep():
+            _record_rejected_job(cfg, f"config error: {error}")
         return refuse(f"config error: {error}", EXIT_USER_ERROR)
     except DataError as error:
         return refuse(f"data error: {error}", EXIT_USER_ERROR)
@@ -222,6 +224,13 @@ def refuse(message: str, code: int) -> float:
     if _in_sweep():
         return math.inf
     sys.exit(code)
+
+
+def _record_rejected_job(cfg: DictConfig, reason: str) -> None:
+    """A sweep job whose values were refused before a run opened still leaves a FAILED run."""
+    from .sweeps import record_rejected_job
+
+    record_rejected_job(to_plain(cfg), reason, project_root(), run_name=_run_name())
 
 
 def _stopped(interrupt: KeyboardInterrupt) -> None:
