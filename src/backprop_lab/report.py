@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import ast
 import math
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
@@ -63,13 +64,18 @@ def latest_sweep(client: MlflowClient) -> str | None:
     return found[0].info.run_id if found else None
 
 
+def _stored(value: float) -> float:
+    """MLflow stores an infinite metric as the largest float; read it back as infinity."""
+    return math.copysign(math.inf, value) if abs(value) == sys.float_info.max else value
+
+
 def loss_histories(client: MlflowClient, runs: Iterable[Run]) -> dict[str, list[tuple]]:
     """run id -> [(step, train/loss), ...] in step order, read from each run's history."""
     histories = {}
     for run in runs:
         metrics = client.get_metric_history(run.info.run_id, LOSS)
         ordered = sorted(metrics, key=lambda m: (m.step, m.timestamp))
-        histories[run.info.run_id] = [(m.step, m.value) for m in ordered]
+        histories[run.info.run_id] = [(m.step, _stored(m.value)) for m in ordered]
     return histories
 
 
@@ -114,7 +120,7 @@ def dead_relu(metrics: Mapping[str, float], widths: str | None) -> float:
         weights = []
     if len(weights) != len(fractions):
         weights = [1.0] * len(fractions)  # widths unknown: every layer counts the same
-    return sum(f * w for f, w in zip(fractions, weights)) / sum(weights)
+    return sum(f * w for f, w in zip(fractions, weights, strict=True)) / sum(weights)
 
 
 def grad_norm(metrics: Mapping[str, float]) -> float:
@@ -139,7 +145,8 @@ def _column(fraction: float) -> str:
 
 
 def _row(run: Run, points: Sequence[tuple], keys: Sequence[str], fraction: float) -> dict:
-    params, metrics = run.data.params, run.data.metrics
+    params = run.data.params
+    metrics = {key: _stored(value) for key, value in run.data.metrics.items()}
     losses = [loss for _, loss in points]
     row = {"run_name": run.info.run_name}
     row.update({key: _param(params.get(key, params.get(f"{key}.name"))) for key in keys})
@@ -227,14 +234,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fraction", type=float, default=0.1,
                         help="steps_to_<P>pct counts steps to this fraction of the first loss")
     parser.add_argument("--uri", default=None,
-                        help="tracking store; default $MLFLOW_TRACKING_URI or the project's mlflow.db")
+                        help="tracking store; default $MLFLOW_TRACKING_URI, else the project's "
+                             "mlflow.db")
     parser.add_argument("--csv", default=None, help="also write the table to this CSV file")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Print the table; exit code 2 with one line of advice when there is nothing to show."""
-    import sys
+    from mlflow.exceptions import MlflowException
 
     from .paths import project_root
     from .tracking import resolve_uri
@@ -243,20 +251,32 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.fraction < 1:
         print(f"--fraction={args.fraction} must lie between 0 and 1, e.g. 0.1", file=sys.stderr)
         return 2
-    client = MlflowClient(tracking_uri=resolve_uri(args.uri, project_root()))
-    if args.runs:
-        table = runs_by_id(client, args.runs, args.fraction)
-    else:
-        sweep = args.sweep or latest_sweep(client)
-        if sweep is None:
-            print("no sweep recorded yet; start one with: make sweep EXP=lr_sweep", file=sys.stderr)
-            return 2
-        print(f"sweep {sweep}")
-        table = sweep_table(client, sweep, args.fraction)
-    print(as_text(table))
+    uri = resolve_uri(args.uri, project_root())
+    client = MlflowClient(tracking_uri=uri)
+    try:
+        table = _table_for(client, args)
+    except MlflowException as error:
+        print(f"cannot read the runs asked for from {uri}: {error.message}; check the run id "
+              "(make ui lists them)", file=sys.stderr)
+        return 2
+    if table is None:
+        print(f"no sweep recorded in {uri} yet; start one with: make sweep EXP=lr_sweep",
+              file=sys.stderr)
+        return 2
+    print(as_text(table.drop(columns="run_name")))  # the swept columns already name each run
     if args.csv:
         table.to_csv(args.csv, index=False)
     return 0
+
+
+def _table_for(client: MlflowClient, args: argparse.Namespace) -> pd.DataFrame | None:
+    if args.runs:
+        return runs_by_id(client, args.runs, args.fraction)
+    sweep = args.sweep or latest_sweep(client)
+    if sweep is None:
+        return None
+    print(f"sweep {sweep} ({client.get_run(sweep).info.run_name})")
+    return sweep_table(client, sweep, args.fraction)
 
 
 if __name__ == "__main__":

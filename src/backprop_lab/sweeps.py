@@ -214,7 +214,7 @@ def close_parent(uri: str, parent_run_id: str, fraction: float) -> SweepSummary:
         _record_plots(recorder, table, histories, keys)
         summary = _summarise(table)
         _record_summary(recorder, table, summary, keys)
-        print(report.as_text(table), flush=True)  # the sweep's verdict, for the person waiting
+        print(report.as_text(table.drop(columns="run_name")), flush=True)  # the verdict
     return summary
 
 
@@ -235,7 +235,7 @@ def _record_plots(recorder, table, histories, keys) -> None:
     for key in keys:
         if key in table.columns:
             recorder.artifact(sweep_plots.final_loss_against(table, key, folder), PLOTS_DIR)
-    names = dict(zip(table["run_id"], table["run_name"]))
+    names = dict(zip(table["run_id"], table["run_name"], strict=True))
     curves = {names.get(run_id, run_id): points for run_id, points in histories.items()}
     recorder.artifact(sweep_plots.loss_curves(curves, folder / "loss_curves.png"), PLOTS_DIR)
 
