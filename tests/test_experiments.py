@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from pathlib import Path
 
 import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -69,19 +68,25 @@ def test_every_point_of_a_sweep_validates(name, compose):
         assert params, f"{name} names no sweep in hydra.sweeper.params"
 
 
-def test_lr_search_is_an_optuna_study_that_draws_the_same_trials_twice(tmp_path):
+def test_lr_search_is_a_seeded_optuna_study(store_uri, experiment_name, tmp_path):
+    import optuna
     from test_sweeps import children, multirun
 
-    draws = []
-    for attempt in ("first", "second"):
-        client, parent_id = multirun(tmp_path / attempt, "experiment=lr_search",
-                                     "hydra.sweeper.n_trials=2", "optimizer.steps=3")
-        parent = client.get_run(parent_id)
-        assert parent.data.tags["sweep.sweeper"] == "OptunaSweeper"
-        assert parent.data.params["sweep.n_jobs"] == "2"
-        jobs = children(client, parent_id)
-        assert {r.info.status for r in jobs} == {"FINISHED"}
-        draws.append([float(r.data.params["optimizer.lr"]) for r in jobs])
-    assert draws[0] == draws[1] and len(set(draws[0])) == 2
-    assert all(1e-5 <= lr <= 2.0 for lr in draws[0])
-    assert Path(tmp_path / "first" / "multirun" / "optimization_results.yaml").is_file()
+    client, parent_id = multirun(store_uri, experiment_name, tmp_path / "multirun",
+                                 "experiment=lr_search", "hydra.sweeper.n_trials=3",
+                                 "optimizer.steps=3")
+    parent = client.get_run(parent_id)
+    assert parent.data.tags["sweep.sweeper"] == "OptunaSweeper"
+    assert parent.data.params["sweep.n_jobs"] == "3"
+    jobs = children(client, parent_id)
+    assert {r.info.status for r in jobs} == {"FINISHED"}
+    assert (tmp_path / "multirun" / "optimization_results.yaml").is_file()
+
+    # The same seeded sampler, asked directly, draws the learning rates the sweep ran.
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    expected = []
+    for _ in jobs:
+        trial = study.ask()
+        expected.append(trial.suggest_float("optimizer.lr", 0.00001, 2.0, log=True))
+        study.tell(trial, 1.0)
+    assert [float(r.data.params["optimizer.lr"]) for r in jobs] == pytest.approx(expected)

@@ -23,14 +23,14 @@ SMALL = ["dataset.n_samples=20", "optimizer.steps=6"]
 GRID = ["optimizer.lr=0.01,0.05", "model.widths=[2],[4,3]"]
 
 
-def multirun(tmp: Path, *overrides: str) -> tuple[MlflowClient, str]:
-    """Run `python -m backprop_lab -m <overrides>` in-process; return (client, parent id)."""
+def multirun(store: str, experiment: str, sweep_dir: Path, *overrides: str):
+    """Run `python -m backprop_lab -m <overrides>` in-process into experiment `experiment`
+    of the store at URI `store`; return (client, id of the sweep's parent run)."""
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
 
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    argv = ["backprop_lab", "-m", f"tracking.uri={uri}", f"hydra.sweep.dir={tmp / 'multirun'}",
-            *overrides]
+    argv = ["backprop_lab", "-m", f"tracking.uri={store}", f"tracking.experiment='{experiment}'",
+            f"hydra.sweep.dir={sweep_dir}", *overrides]
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sys, "argv", argv)
         try:
@@ -38,10 +38,11 @@ def multirun(tmp: Path, *overrides: str) -> tuple[MlflowClient, str]:
         finally:
             GlobalHydra.instance().clear()  # leave no Hydra state behind for other tests
             HydraConfig.instance().cfg = None
-    client = MlflowClient(tracking_uri=uri)
-    parent = report.latest_sweep(client)
-    assert parent is not None, "the sweep opened no parent run"
-    return client, parent
+    client = MlflowClient(tracking_uri=store)
+    found = client.search_runs([client.get_experiment_by_name(experiment).experiment_id],
+                               f"tags.`{ROLE_TAG}` = 'parent'")
+    assert len(found) == 1, "the sweep should open exactly one parent run"
+    return client, found[0].info.run_id
 
 
 def children(client: MlflowClient, parent_id: str) -> list:
@@ -67,8 +68,17 @@ def artifact_paths(client: MlflowClient, run_id: str, folder: str | None = None)
 
 @pytest.fixture(scope="module")
 def basic_sweep(tmp_path_factory):
-    """The 2 x 2 grid with Hydra's basic launcher, run once for several tests."""
-    return multirun(tmp_path_factory.mktemp("basic"), *GRID, *SMALL)
+    """The 2 x 2 grid with Hydra's basic launcher, run once for several tests, in a store of
+    its own so that it is the latest sweep there."""
+    tmp = tmp_path_factory.mktemp("basic")
+    return multirun(f"sqlite:///{tmp / 'mlflow.db'}", "grid", tmp / "multirun", *GRID, *SMALL)
+
+
+@pytest.fixture
+def sweep_into(store_uri, experiment_name, tmp_path):
+    """sweep_into(*overrides): a sweep in the session's store, in an experiment of its own."""
+    return lambda *overrides: multirun(store_uri, experiment_name, tmp_path / "multirun",
+                                       *overrides)
 
 
 # ---- one sweep, one parent run -------------------------------------------------------------
@@ -151,9 +161,9 @@ def test_make_report_prints_the_latest_sweep_or_a_given_one(basic_sweep, capsys)
 
 # ---- failures, parallel and other launchers ------------------------------------------------
 
-def test_a_diverging_and_a_rejected_job_fail_and_the_sweep_goes_on(tmp_path):
-    client, parent_id = multirun(tmp_path, "optimizer.lr=0.01,1e6,-1", "model.widths=[2]",
-                                 "objective=half_sum_squares", "optimizer.steps=30")
+def test_a_diverging_and_a_rejected_job_fail_and_the_sweep_goes_on(sweep_into):
+    client, parent_id = sweep_into("optimizer.lr=0.01,1e6,-1", "model.widths=[2]",
+                                   "objective=half_sum_squares", "optimizer.steps=30")
     by_lr = {r.data.params["optimizer.lr"]: r for r in children(client, parent_id)}
 
     assert {lr: r.info.status for lr, r in by_lr.items()} == {
@@ -170,9 +180,8 @@ def test_a_diverging_and_a_rejected_job_fail_and_the_sweep_goes_on(tmp_path):
     assert "report/sweep_table.csv" in artifact_paths(client, parent_id, "report")
 
 
-def test_joblib_launcher_gives_the_same_metrics_job_for_job(basic_sweep, tmp_path):
-    client, parent_id = multirun(tmp_path, "launcher=joblib", "hydra.launcher.n_jobs=2",
-                                 *GRID, *SMALL)
+def test_joblib_launcher_gives_the_same_metrics_job_for_job(basic_sweep, sweep_into, tmp_path):
+    client, parent_id = sweep_into("launcher=joblib", "hydra.launcher.n_jobs=2", *GRID, *SMALL)
     basic_client, basic_parent = basic_sweep
     parallel = {grid_point(r): r for r in children(client, parent_id)}
     serial = {grid_point(r): r for r in children(basic_client, basic_parent)}
@@ -210,10 +219,8 @@ def test_joblib_launcher_gives_the_same_metrics_job_for_job(basic_sweep, tmp_pat
     assert len({experiment_id for _, experiment_id in opened}) == 1
 
 
-def test_submitit_local_launcher_records_children_of_one_parent(tmp_path):
-    pytest.importorskip("submitit")
-    client, parent_id = multirun(tmp_path, "launcher=submitit_local", "optimizer.lr=0.03",
-                                 *SMALL)
+def test_submitit_local_launcher_records_children_of_one_parent(sweep_into):
+    client, parent_id = sweep_into("launcher=submitit_local", "optimizer.lr=0.03", *SMALL)
     (job,) = children(client, parent_id)  # one job in its own process: enough to carry the id
     assert client.get_run(parent_id).data.tags["sweep.launcher"] == "LocalLauncher"
     assert job.data.params["optimizer.lr"] == "0.03" and job.info.status == "FINISHED"
