@@ -190,7 +190,7 @@ def test_joblib_launcher_gives_the_same_metrics_job_for_job(basic_sweep, sweep_i
     assert parallel.keys() == serial.keys() and len(parallel) == 4
     for point, run in parallel.items():
         assert run.info.status == "FINISHED"
-        assert run.data.params["compute.blas_threads"] == "1"
+        assert run.data.tags["blas.threads"] == "1"  # the cap in force in the worker
         got = histories(client, run.info.run_id)
         want = histories(basic_client, serial[point].info.run_id)
         assert got.keys() == want.keys()
