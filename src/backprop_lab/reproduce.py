@@ -30,9 +30,10 @@ from .tracking import resolve_uri
 log = logging.getLogger(__name__)
 
 EXIT_IDENTICAL, EXIT_DIFFERENT, EXIT_USER_ERROR = 0, 1, 2
-EXIT_INTERRUPTED = 130  # the shell's code for a Ctrl-C
 REPRODUCTION_TAG = "reproduction_of"  # on the new run: the id of the run it reproduces
 VERDICT_TAG = "reproduction.verdict"  # on the new run: what the comparison found
+# Copied from a sweep's parent to the reproduction's, so the sweep report reads it alike.
+SWEEP_TAGS_KEPT = ("sweep.role", "sweep.swept_keys")
 
 
 @dataclass
@@ -108,8 +109,9 @@ def _verdict_tag(result: Reproduction) -> str:
 def reproduce_sweep(client, uri: str, root: Path, parent: records.RecordedRun,
                     children: list[records.RecordedRun], tolerance: float) -> list[Reproduction]:
     """Reproduce every child of a sweep's parent run, filing the new runs under a new parent."""
+    kept = {k: v for k, v in parent.tags.items() if k in SWEEP_TAGS_KEPT}
     new_parent = records.start_run(client, parent.experiment_id, f"reproduce {parent.name}",
-                                   {REPRODUCTION_TAG: parent.run_id})
+                                   {**kept, REPRODUCTION_TAG: parent.run_id})
     results: list[Reproduction] = []
     try:
         for child in children:
