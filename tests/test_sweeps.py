@@ -161,6 +161,19 @@ def test_make_report_prints_the_latest_sweep_or_a_given_one(basic_sweep, capsys)
 
 # ---- failures, parallel and other launchers ------------------------------------------------
 
+def test_a_sweep_whose_store_cannot_be_reached_stops_before_any_job(tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(SystemExit) as stopped:
+        multirun(f"http://127.0.0.1:{port}", "unreached", tmp_path / "multirun",
+                 "optimizer.lr=0.1,0.2")
+    assert stopped.value.code == 2
+    assert not (tmp_path / "multirun" / "0").exists()  # no job was launched
+
+
 def test_a_diverging_and_a_rejected_job_fail_and_the_sweep_goes_on(sweep_into):
     client, parent_id = sweep_into("optimizer.lr=0.01,1e6,-1", "model.widths=[2]",
                                    "objective=half_sum_squares", "optimizer.steps=30")

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import shlex
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 ROLE_TAG = "sweep.role"            # "parent" on the run that stands for a whole sweep
 KEYS_TAG = "sweep.swept_keys"      # comma-separated config keys the sweep varies
 PARENT_KEY = "tracking.parent_run_id"
+EXIT_USER_ERROR = 2                # the parent could not be opened: nothing was run
+EXIT_REPORT_FAILED = 1             # the jobs ran, but the parent's report could not be filed
 REPORT_DIR = "report"              # parent artifacts: the comparison table
 PLOTS_DIR = "plots"                # parent artifacts: final loss per key, overlaid curves
 CONFIG_DIR = "sweep"               # parent artifacts: multirun.yaml and overrides.yaml
@@ -88,6 +92,21 @@ def _command_line() -> str:
     return shlex.join(sys.argv)
 
 
+@contextmanager
+def _stop_on_failure(what: str, code: int) -> Iterator[None]:
+    """Turn an error into one logged line and an exit code.
+
+    Hydra only warns about an exception raised in a callback and carries on, which would
+    leave a sweep without its parent, or report success over a half-filed parent.
+    BACKPROP_LAB_DEBUG=1 logs the traceback too.
+    """
+    try:
+        yield
+    except Exception as error:
+        log.error("%s: %s", what, error, exc_info=bool(os.environ.get("BACKPROP_LAB_DEBUG")))
+        raise SystemExit(code) from error
+
+
 def _hand_to_jobs(config: DictConfig, parent_run_id: str) -> None:
     """Append `tracking.parent_run_id='<id>'` to the overrides every job is composed with.
 
@@ -118,8 +137,9 @@ class SweepRecord(Callback):
 
         space = sweep_space(config)
         n_jobs = expected_jobs(config, space)
-        self.tracking_uri, self.parent_run_id = open_parent(
-            config, project_root(), space=space, n_jobs=n_jobs, command=_command_line())
+        with _stop_on_failure("cannot open the sweep's parent run", EXIT_USER_ERROR):
+            self.tracking_uri, self.parent_run_id = open_parent(
+                config, project_root(), space=space, n_jobs=n_jobs, command=_command_line())
         self._closed = False
         _hand_to_jobs(config, self.parent_run_id)
         atexit.register(self._close_if_abandoned)
@@ -130,7 +150,9 @@ class SweepRecord(Callback):
         if self.parent_run_id is None or self._closed:
             return
         self._closed = True
-        summary = close_parent(self.tracking_uri, self.parent_run_id, self.fraction)
+        with _stop_on_failure(f"the sweep's parent run {self.parent_run_id} was marked FAILED "
+                              "while filing its report", EXIT_REPORT_FAILED):
+            summary = close_parent(self.tracking_uri, self.parent_run_id, self.fraction)
         log.info("sweep %s ended: %d jobs, %d finished, %d failed", self.parent_run_id,
                  summary.n_jobs, summary.n_finished, summary.n_failed)
         if summary.best_run_id:
