@@ -16,6 +16,7 @@ from backprop_lab.cli import execute
 from backprop_lab.config import to_plain, validate
 from backprop_lab.identity import HASH_TAG
 from backprop_lab.paths import conf_dir, project_root
+from backprop_lab.reproduce import reproduce
 
 # Sizes at which OpenBLAS's float32 products come out different in their last bits with 1
 # and with 2 threads on this project's machines, so only the pinned thread count
@@ -49,25 +50,43 @@ def joblib_sweep(store, folder, *overrides: str) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-def test_basic_and_joblib_launchers_and_1_or_2_threads_give_identical_histories(store, tmp_path):
+@pytest.fixture(scope="module")
+def thread_sensitive_runs(store, tmp_path_factory) -> list[str]:
+    """One config run three ways: in-process under 1 and 2 BLAS threads, and on joblib."""
     with threadpool_limits(limits=1):
         first = run(store, *THREAD_SENSITIVE)
     with threadpool_limits(limits=2):
         second = run(store, *THREAD_SENSITIVE)
-    joblib_sweep(store, tmp_path / "multirun", *THREAD_SENSITIVE)
-
+    joblib_sweep(store, tmp_path_factory.mktemp("multirun"), *THREAD_SENSITIVE)
     client = MlflowClient(store)
     config_hash = client.get_run(first).data.tags[HASH_TAG]
-    same_config = client.search_runs(
-        [client.get_run(first).info.experiment_id],
-        filter_string=f"tags.`{HASH_TAG}` = '{config_hash}'")
-    assert len(same_config) == 3
-    assert {r.data.tags["blas.threads"] for r in same_config} == {"1"}
-    reference = records.metric_histories(client, first)
+    found = client.search_runs([client.get_run(first).info.experiment_id],
+                               filter_string=f"tags.`{HASH_TAG}` = '{config_hash}'",
+                               order_by=["attributes.start_time ASC"])
+    assert [r.info.run_id for r in found][:2] == [first, second] and len(found) == 3
+    return [r.info.run_id for r in found]
+
+
+def test_basic_and_joblib_launchers_and_1_or_2_threads_give_identical_histories(
+        store, thread_sensitive_runs):
+    client = MlflowClient(store)
+    assert {client.get_run(r).data.tags["blas.threads"] for r in thread_sensitive_runs} == {"1"}
+    reference = records.metric_histories(client, thread_sensitive_runs[0])
     assert len(reference["train/loss"]) == 5
-    for other in same_config:
-        assert records.metric_histories(client, other.info.run_id) == reference, other.info
-    assert second in {r.info.run_id for r in same_config}
+    for other in thread_sensitive_runs[1:]:
+        assert records.metric_histories(client, other) == reference, other
+
+
+def test_a_real_sweep_reproduces_from_its_parent_run(store, thread_sensitive_runs, capsys):
+    client = MlflowClient(store)
+    job = client.get_run(thread_sensitive_runs[2])
+    parent = job.data.tags["mlflow.parentRunId"]  # opened by the sweep callback
+    results = reproduce(parent, store, project_root())
+    assert [r.original.run_id for r in results] == [job.info.run_id]
+    assert results[0].identical and results[0].verdict.n_inexact == 0
+    assert "1 of 1 runs reproduced identically" in capsys.readouterr().out
+    new_parent = client.get_run(results[0].reproduction.tags["mlflow.parentRunId"]).data.tags
+    assert new_parent["sweep.swept_keys"] == client.get_run(parent).data.tags["sweep.swept_keys"]
 
 
 def test_the_recorded_thread_count_is_the_one_in_force(store):
