@@ -48,7 +48,7 @@ test: $(STAMP) ## run the test suite
 ui: $(STAMP) ## serve the MLflow UI over the project's store on $(HOST):$(PORT)
 	$(PY) -m backprop_lab.ui --host $(HOST) --port $(PORT)
 
-clean: ## remove run outputs and caches (keeps mlflow.db and artifacts: see clean-store)
+clean: ## remove run outputs and caches; keeps the store (mlflow.db, mlartifacts/) and .venv
 	rm -rf outputs multirun .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
