@@ -34,7 +34,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-component-update", "--disable-sync"]
 FRESH = ["model.widths=[8,4]", "optimizer.steps=20"]
 FRESH_NAME = "widths=[8,4] steps=20"
-SWEEP = (["optimizer.lr=0.05", "optimizer.steps=10"], ["optimizer.lr=0.2", "optimizer.steps=10"])
+SWEEP = ["-m", "optimizer.lr=0.05,0.2", "optimizer.steps=10"]
 CHILD_NAMES = ("lr=0.05 steps=10", "lr=0.2 steps=10")
 RUN_PICTURES = ("loss_curve.png", "gradient_norms.png", "dead_relu.png", "shapes.png")
 
@@ -110,12 +110,9 @@ def served(tmp_path_factory):
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               start_new_session=True)
     try:
-        parent = client.create_run(experiment_id, run_name="sweep lr").info.run_id
-        jobs = [_door(FRESH, uri, folder)]
-        jobs += [_door([*job, f"tracking.parent_run_id={parent}"], uri, folder) for job in SWEEP]
-        for job in jobs:
-            _finish(job, "a run")
-        client.set_terminated(parent)
+        fresh, sweep = _door(FRESH, uri, folder), _door(SWEEP, uri, folder)
+        _finish(fresh, "the fresh run")
+        _finish(sweep, "the sweep")
         base = f"http://127.0.0.1:{port}/"
         _wait_until_up(base, server, time.monotonic() + 90)
         yield sync_playwright, base, client, experiment_id, ui.addresses(uri, "127.0.0.1", port)
@@ -219,3 +216,16 @@ def test_the_artifacts_hold_the_pictures_and_the_shape_table(served, page):
         page.get_by_text(name, exact=True).wait_for()
     _preview(page, "plots/shapes.png")
     page.screenshot(path=SHOTS / "artifacts.png")
+
+
+def test_the_sweep_parent_carries_the_comparison_plots(served, page):
+    parent, _ = _runs(served)
+    comparison = {a.path.split("/")[-1]
+                  for a in served[2].list_artifacts(parent.info.run_id, "plots")}
+    assert {"loss_curves.png", "final_loss_by_optimizer.lr.png"} <= comparison
+    _open_artifacts(page, served[1], served[3], parent.info.run_id)
+    page.get_by_text("plots", exact=True).first.click()
+    for name in sorted(comparison):
+        page.get_by_text(name, exact=True).wait_for()
+    _preview(page, "plots/loss_curves.png")
+    page.screenshot(path=SHOTS / "sweep_parent.png")
