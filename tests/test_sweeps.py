@@ -212,22 +212,31 @@ def test_joblib_launcher_gives_the_same_metrics_job_for_job(basic_sweep, sweep_i
             np.testing.assert_allclose([v for _, v in got[key]], [v for _, v in want[key]],
                                        rtol=1e-12, atol=0, err_msg=key)
 
-    # The same worker processes (joblib keeps them) now race to create a store from nothing:
-    # each waits for the same instant, then opens it.
+    # The same worker processes (joblib keeps them) now race to create a store from nothing.
+    # Each task waits at a barrier of files until both have arrived, so the two opens really
+    # come from two processes at the same moment, however slowly the workers start.
     from joblib import Parallel, delayed
 
-    def open_at(moment: float, uri: str):
+    def open_together(barrier: str, uri: str):
         import os
         import time
+        from pathlib import Path
 
         from backprop_lab.tracking import open_experiment
 
-        time.sleep(max(0.0, moment - time.time()))
+        (Path(barrier) / str(os.getpid())).touch()
+        deadline = time.time() + 120
+        while len(list(Path(barrier).iterdir())) < 2:
+            if time.time() > deadline:
+                raise TimeoutError("the second worker never arrived")
+            time.sleep(0.01)
         return os.getpid(), open_experiment(uri, "raced")[1]
 
-    fresh, moment = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}", time.time() + 2.0
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    fresh = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
     same_pool = Parallel(n_jobs=2, max_nbytes=None, mmap_mode="r")  # as the launcher asks
-    opened = same_pool(delayed(open_at)(moment, fresh) for _ in range(2))
+    opened = same_pool(delayed(open_together)(str(barrier), fresh) for _ in range(2))
     assert len({pid for pid, _ in opened}) == 2  # two processes really raced
     assert len({experiment_id for _, experiment_id in opened}) == 1
 
