@@ -107,3 +107,42 @@ def test_sqlite_uris_map_to_their_database_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert sqlite_path("sqlite:///rel.db") == tmp_path / "rel.db"
     assert sqlite_path("http://127.0.0.1:5000") is None
+
+
+def test_error_gist_drops_sqlalchemy_statements_and_stays_short():
+    from backprop_lab.tracking import _first_line
+
+    noisy = RuntimeError("(sqlite3.OperationalError) database is locked [SQL: INSERT INTO "
+                         "metrics VALUES (?)] [parameters: " + "(1.0), " * 1000 + "]\nmore")
+    assert _first_line(noisy) == "(sqlite3.OperationalError) database is locked"
+    assert len(_first_line(RuntimeError("x" * 5000))) == 200
+
+
+def test_background_batches_in_flight_stay_bounded_and_all_arrive(compose, store_uri):
+    from backprop_lab import tracking
+
+    client, experiment_id = tracking.open_experiment(store_uri, "bounded-writer")
+    run_id = client.create_run(experiment_id).info.run_id
+    recorder = tracking.MlflowRecorder(client, run_id, chunk=10)
+    most_in_flight = 0
+    for step in range(400):
+        recorder.metrics(step, {"train/loss": 1.0 / (step + 1), "x/a": float(step)})
+        most_in_flight = max(most_in_flight, len(recorder._sending))
+    recorder.finish("FINISHED")
+    assert most_in_flight <= tracking.MAX_BATCHES_IN_FLIGHT
+    history = client.get_metric_history(run_id, "x/a")
+    assert sorted(m.step for m in history) == list(range(400))
+
+
+def test_curves_for_pictures_stay_bounded_on_long_runs(monkeypatch, store_uri):
+    from backprop_lab import tracking
+
+    monkeypatch.setattr(tracking, "MAX_CURVE_POINTS", 100)
+    client, experiment_id = tracking.open_experiment(store_uri, "bounded-curves")
+    recorder = tracking.MlflowRecorder(client, client.create_run(experiment_id).info.run_id)
+    for step in range(1000):
+        recorder.metrics(step, {"train/loss": float(step)})
+    recorder.finish("FINISHED")
+    steps = [s for s, _ in recorder.losses]
+    assert len(steps) <= 101 and steps[0] == 0 and steps[-1] == 999
+    assert steps == sorted(steps)

@@ -145,9 +145,14 @@ def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
     return client, experiment_id
 
 
-def _first_line(error: BaseException) -> str:
+def _first_line(error: BaseException, limit: int = 200) -> str:
+    """The gist of an error in one short line: SQLAlchemy appends the statement and every
+    bound parameter to its messages, which would bury the reason."""
     text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    if not text:
+        return type(error).__name__
+    line = text.splitlines()[0].split(" [SQL:", 1)[0]
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _busy(error: MlflowException) -> bool:
@@ -169,6 +174,10 @@ def _retrying(call, *args, **kwargs):
 @contextmanager
 def _nothing():
     yield
+
+
+MAX_BATCHES_IN_FLIGHT = 2  # background metric batches allowed to wait for the store
+MAX_CURVE_POINTS = 20_000  # points per plotted metric kept in memory for the pictures
 
 
 class MlflowRecorder:
@@ -201,7 +210,12 @@ class MlflowRecorder:
                 if keep is None:
                     keep = self._plotted[key] = plotted(key)
                 if keep:
-                    self.curves.setdefault(key, []).append((step, value))
+                    curve = self.curves.setdefault(key, [])
+                    curve.append((step, value))
+                    if len(curve) > MAX_CURVE_POINTS:
+                        # Long runs keep every other point: a picture needs no more, and
+                        # memory stays flat however many steps are taken.
+                        del curve[1::2]
             self.last_step = step
         if len(self._buffer) >= self.chunk:
             self._send_full_chunks()
@@ -214,6 +228,23 @@ class MlflowRecorder:
                 chunk, self._buffer = self._buffer[: self.chunk], self._buffer[self.chunk:]
                 handle = self.client.log_batch(self.run_id, metrics=chunk, synchronous=False)
                 self._sending.append((chunk, handle))
+            # Back-pressure: when the store is slower than training, the loop waits here
+            # rather than queueing batches without bound (memory, and a long close).
+            while len(self._sending) > MAX_BATCHES_IN_FLIGHT:
+                self._settle_oldest()
+
+    def _settle_oldest(self) -> None:
+        """Wait for the oldest background batch; one the writer could not store is sent again
+        here, in the foreground and with retries, rather than dropped."""
+        with interrupts.deferred():  # a batch resent must also leave the list, or twice
+            chunk, handle = self._sending[0]
+            try:
+                handle.wait()
+            except MlflowException as error:
+                log.warning("a background metric batch failed (%s); sending it again",
+                            _first_line(error))
+                _retrying(self.client.log_batch, self.run_id, metrics=chunk)
+            self._sending.pop(0)
 
     def dataset(self, dataset: Dataset, context: str = "training") -> None:
         """Log `dataset` as a run input: name, source, digest, and the shapes in its profile.
@@ -300,17 +331,7 @@ class MlflowRecorder:
         """Send every buffered metric, in chunks of at most MLflow's batch limit, and wait
         until those sent in the background are written too."""
         while self._sending:
-            with interrupts.deferred():  # a batch resent must also leave the list, or twice
-                chunk, handle = self._sending[0]
-                try:
-                    handle.wait()
-                except MlflowException as error:
-                    # A batch the writer could not store (a locked SQLite, say) is sent again
-                    # here, in the foreground and with retries, rather than dropped.
-                    log.warning("a background metric batch failed (%s); sending it again",
-                                _first_line(error))
-                    _retrying(self.client.log_batch, self.run_id, metrics=chunk)
-                self._sending.pop(0)
+            self._settle_oldest()
         while self._buffer:
             # A signal waits until the chunk is both sent and dropped from the buffer: a chunk
             # sent but still buffered would be sent twice by the final flush.
