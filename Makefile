@@ -45,7 +45,7 @@ report: $(STAMP) ## a sweep's comparison table: SWEEP=<parent run id>, default t
 test: $(STAMP) ## run the test suite
 	$(PY) -m pytest $(ARGS)
 
-ui: $(STAMP) ## serve the MLflow UI over the project's store on $(HOST):$(PORT)
+ui: $(STAMP) ## serve the MLflow UI over the project's store (127.0.0.1:5000; HOST=, PORT=)
 	$(PY) -m backprop_lab.ui --host $(HOST) --port $(PORT)
 
 clean: ## remove run outputs and caches; keeps the store (mlflow.db, mlartifacts/) and .venv

@@ -120,15 +120,34 @@ def test_a_sweep_is_reproduced_child_by_child_under_a_new_parent(store, capsys):
     parent = client.create_run(experiment_id, run_name="sweep").info.run_id
     children = [run(store, f"seed={seed}", f"tracking.parent_run_id={parent}")
                 for seed in (1, 2)]
+    # A grid value the door refused is filed as a FAILED child with a reason and no config.
+    refused = client.create_run(experiment_id, run_name="refused", tags={
+        "mlflow.parentRunId": parent, "failure.reason": "ConfigError: optimizer.lr=-1"}).info
+    client.set_terminated(refused.run_id, "FAILED")
     client.set_terminated(parent)
     results = reproduce(parent, store, project_root())
     assert [r.original.run_id for r in results] == children
     assert all(r.identical for r in results)
     new_parent = {r.reproduction.tags["mlflow.parentRunId"] for r in results}
     assert len(new_parent) == 1 and parent not in new_parent
-    tags = client.get_run(new_parent.pop()).data.tags
-    assert tags[REPRODUCTION_TAG] == parent and tags[VERDICT_TAG] == "2 of 2 identical"
-    assert "2 of 2 runs reproduced identically" in capsys.readouterr().out
+    new_parent_run = client.get_run(new_parent.pop())
+    tags = new_parent_run.data.tags
+    assert tags[REPRODUCTION_TAG] == parent
+    assert tags[VERDICT_TAG] == "2 of 2 identical, 1 refused before training"
+    assert new_parent_run.info.status == "FINISHED"
+    out = capsys.readouterr().out
+    assert f"run {refused.run_id} (refused): refused before training, not rerun" in out
+    assert "2 of 2 identical, 1 refused before training; new parent run" in out
+
+
+def test_a_stopped_run_is_refused_with_the_step_it_stopped_at(store, original, tmp_path, capsys):
+    client = MlflowClient(store)
+    stopped = copy_run(client, original, tmp_path)
+    client.set_tag(stopped, "failure.step", "5")
+    client.set_terminated(stopped, "KILLED")
+    assert main([stopped, "--uri", store]) == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert "KILLED" in err and "step 5" in err
 
 
 def test_a_diverged_run_reproduces_by_diverging_at_the_same_step(store, capsys):

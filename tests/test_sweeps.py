@@ -157,6 +157,9 @@ def test_make_report_prints_the_latest_sweep_or_a_given_one(basic_sweep, capsys)
     assert capsys.readouterr().out == latest
     assert report.main(["--uri", uri, "--sweep", "no-such-run"]) == 2
     assert "no-such-run" in capsys.readouterr().err
+    child = children(client, parent_id)[0].info.run_id  # an ordinary run, not a parent
+    assert report.main(["--uri", uri, "--sweep", child]) == 2
+    assert "is it a sweep's parent run?" in capsys.readouterr().err
 
 
 # ---- failures, parallel and other launchers ------------------------------------------------

@@ -263,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no sweep recorded in {uri} yet; start one with: make sweep EXP=lr_sweep",
               file=sys.stderr)
         return 2
+    if table.empty:
+        asked = f"run {args.sweep} has" if args.sweep else "the runs asked for have"
+        print(f"{asked} no jobs to compare: is it a sweep's parent run? `make report` with no "
+              "SWEEP takes the latest sweep", file=sys.stderr)
+        return 2
     print(as_text(table.drop(columns="run_name")))  # the swept columns already name each run
     if args.csv:
         table.to_csv(args.csv, index=False)

@@ -113,17 +113,39 @@ def reproduce_sweep(client, uri: str, root: Path, parent: records.RecordedRun,
     new_parent = records.start_run(client, parent.experiment_id, f"reproduce {parent.name}",
                                    {**kept, REPRODUCTION_TAG: parent.run_id})
     results: list[Reproduction] = []
+    refused: list[records.RecordedRun] = []
     try:
         for child in children:
+            if _refused_before_training(client, child):
+                # A grid value the door refused: no config was ever trained, nothing to rerun.
+                refused.append(child)
+                reason = child.tags.get("failure.reason", "no reason recorded")
+                print(f"run {child.run_id} ({child.name}): refused before training, not rerun "
+                      f"({reason})")
+                continue
             results.append(reproduce_run(client, uri, root, child, tolerance, new_parent))
             _report(results[-1])
     finally:
         same = sum(r.identical for r in results)
-        records.set_tags(client, new_parent, {VERDICT_TAG: f"{same} of {len(children)} identical"})
-        records.finish_run(client, new_parent, ok=len(results) == len(children))
-    print(f"sweep {parent.run_id} ({parent.name}): {same} of {len(children)} runs reproduced "
-          f"identically; new parent run {new_parent}")
+        summary = f"{same} of {len(results)} identical"
+        if refused:
+            summary += f", {len(refused)} refused before training"
+        records.set_tags(client, new_parent, {VERDICT_TAG: summary})
+        records.finish_run(client, new_parent,
+                           ok=len(results) + len(refused) == len(children))
+    print(f"sweep {parent.run_id} ({parent.name}): {summary}; new parent run {new_parent}")
     return results
+
+
+def _refused_before_training(client, run: records.RecordedRun) -> bool:
+    """A FAILED run that never saved a config: the door refused it before training."""
+    if run.status != "FAILED":
+        return False
+    try:
+        records.recorded_config(client, run.run_id)
+    except records.RecordError:
+        return True
+    return False
 
 
 def _report(result: Reproduction) -> None:
@@ -142,6 +164,13 @@ def reproduce(run_id: str, uri: str, root: Path, tolerance: float = 0.0) -> list
     children = records.child_runs(client, original)
     if children:
         return reproduce_sweep(client, uri, root, original, children, tolerance)
+    if original.status == "KILLED":
+        step = original.tags.get("failure.step", "an unrecorded step")
+        raise records.RecordError(
+            f"run {run_id} was stopped (KILLED) at step {step}, so its history is cut short; "
+            "a reproduction would train every configured step and could not match it. "
+            "Reproduce a run that finished or failed on its own."
+        )
     if original.status not in ("FINISHED", "FAILED"):
         print(f"warning: the original run is {original.status}; its history may stop early",
               file=sys.stderr)
