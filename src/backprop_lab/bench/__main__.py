@@ -25,16 +25,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "its numbers mean nothing")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                         help="sections to run (default: all)")
+    parser.add_argument("--sizes", nargs="+", choices=[s.name for s in compute.SIZES],
+                        default=None, help="network sizes of the compute table (default: all)")
     parser.add_argument("--threads", type=int, default=None,
                         help="cap BLAS threads (and PyTorch's) at this many; default: as is")
     return parser.parse_args(argv)
 
 
-def tables(tiny: bool, only: list[str]):
+def tables(tiny: bool, only: list[str], names: list[str] | None = None):
     """Yield each section's table as soon as it is measured."""
     sizes = compute.TINY_SIZES if tiny else compute.SIZES
     if "compute" in only:
-        yield compute.compute_table(sizes, done=_measured)
+        chosen = [s for s in sizes if names is None or s.name in names]
+        yield compute.compute_table(chosen, done=_measured)
     if "memory" in only:
         yield memory.memory_table(sizes[-1], "float32")
     if "logging" in only:
@@ -54,9 +57,9 @@ def _measured(row: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     began = time.perf_counter()
-    print(machine.facts().render(), flush=True)
     with threadpool_limits(limits=args.threads):
-        for table in tables(args.tiny, args.only):
+        print(machine.facts().render(), flush=True)
+        for table in tables(args.tiny, args.only, args.sizes):
             print(table.render(), flush=True)
     print(f"load average at the end: {machine.load()}; "
           f"benchmark took {time.perf_counter() - began:.0f} s", flush=True)

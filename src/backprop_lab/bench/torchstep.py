@@ -18,7 +18,7 @@ def version() -> str | None:
         return None
     import torch
 
-    return f"{torch.__version__}, {torch.get_num_threads()} threads"
+    return f"{torch.__version__}, timed with as many threads as BLAS has"
 
 
 def make_step(inputs: np.ndarray, weights: list[np.ndarray], biases: list[np.ndarray] | None,
