@@ -54,3 +54,10 @@ def test_a_bad_value_names_the_key(compose):
 
 def test_flatten_gives_dotted_keys():
     assert flatten({"a": {"b": 1, "c": {"d": [2]}}, "e": 3}) == {"a.b": 1, "a.c.d": [2], "e": 3}
+
+
+def test_refusals_suggest_values_in_the_key_s_own_range(compose):
+    with pytest.raises(ConfigError, match=r"gradcheck\.tolerance=0 .* e\.g\. 1e-6"):
+        validate(compose("gradcheck.tolerance=0"))
+    with pytest.raises(ConfigError, match=r"^unknown key foo; top-level keys are: compute, "):
+        validate(compose("+foo=1"))

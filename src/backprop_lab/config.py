@@ -126,13 +126,15 @@ def _int(key: str, value: Any, minimum: int) -> int:
     return value
 
 
-def _positive_float(key: str, value: Any) -> float:
+def _positive_float(key: str, value: Any, example: str = "0.1") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(
-            f"{key}={value!r} is not a number; use a positive finite number, e.g. 0.1"
+            f"{key}={value!r} is not a number; use a positive finite number, e.g. {example}"
         )
     if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{key}={value!r} is not allowed; use a positive finite number, e.g. 0.1")
+        raise ConfigError(
+            f"{key}={value!r} is not allowed; use a positive finite number, e.g. {example}"
+        )
     return float(value)
 
 
@@ -252,7 +254,7 @@ def _model(raw) -> ModelSettings:
     s = _section(raw, "model", ModelSettings)
     return ModelSettings(
         widths=_widths("model.widths", s["widths"]),
-        init_scale=_positive_float("model.init_scale", s["init_scale"]),
+        init_scale=_positive_float("model.init_scale", s["init_scale"], "0.01"),
         bias=_bool("model.bias", s["bias"]),
     )
 
@@ -271,7 +273,7 @@ def _optimizer(raw) -> OptimizerSettings:
         momentum=_fraction("optimizer.momentum", s["momentum"]),
         beta1=_fraction("optimizer.beta1", s["beta1"]),
         beta2=_fraction("optimizer.beta2", s["beta2"]),
-        epsilon=_positive_float("optimizer.epsilon", s["epsilon"]),
+        epsilon=_positive_float("optimizer.epsilon", s["epsilon"], "1e-8"),
     )
 
 
@@ -298,7 +300,7 @@ def _gradcheck(raw) -> GradcheckSettings:
     s = _section(raw, "gradcheck", GradcheckSettings)
     return GradcheckSettings(
         enabled=_bool("gradcheck.enabled", s["enabled"]),
-        tolerance=_positive_float("gradcheck.tolerance", s["tolerance"]),
+        tolerance=_positive_float("gradcheck.tolerance", s["tolerance"], "1e-6"),
         max_entries=_int("gradcheck.max_entries", s["max_entries"], 1),
         max_samples=_int("gradcheck.max_samples", s["max_samples"], 1),
     )
@@ -343,7 +345,8 @@ def validate(cfg: DictConfig | Mapping) -> Settings:
     raw = to_plain(cfg)
     unknown = sorted(set(raw) - TOP_LEVEL)
     if unknown:
-        raise ConfigError(f"unknown key {unknown[0]!r}; top-level keys are: {sorted(TOP_LEVEL)}")
+        allowed = ", ".join(sorted(TOP_LEVEL - {"hydra", "experiment"}))
+        raise ConfigError(f"unknown key {unknown[0]}; top-level keys are: {allowed}")
     seed = raw.get("seed", 0)
     settings = Settings(
         seed=_int("seed", seed, 0),
