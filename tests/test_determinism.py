@@ -84,7 +84,7 @@ def test_a_real_sweep_reproduces_from_its_parent_run(store, thread_sensitive_run
     results = reproduce(parent, store, project_root())
     assert [r.original.run_id for r in results] == [job.info.run_id]
     assert results[0].identical and results[0].verdict.n_inexact == 0
-    assert "1 of 1 runs reproduced identically" in capsys.readouterr().out
+    assert "1 of 1 identical; new parent run" in capsys.readouterr().out
     new_parent = client.get_run(results[0].reproduction.tags["mlflow.parentRunId"]).data.tags
     assert new_parent["sweep.swept_keys"] == client.get_run(parent).data.tags["sweep.swept_keys"]
 
