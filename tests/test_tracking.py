@@ -146,3 +146,37 @@ def test_curves_for_pictures_stay_bounded_on_long_runs(monkeypatch, store_uri):
     steps = [s for s, _ in recorder.losses]
     assert len(steps) <= 101 and steps[0] == 0 and steps[-1] == 999
     assert steps == sorted(steps)
+
+
+def test_parallel_jobs_filing_the_same_dataset_all_succeed(tmp_path):
+    """Jobs of a sweep on the same data log the same dataset at once; none may fail."""
+    import threading
+
+    from backprop_lab import tracking
+    from backprop_lab.data import gaussian
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client, experiment_id = tracking.open_experiment(uri, "same-data")
+    dataset = gaussian(20, 3, rng=np.random.default_rng(0), dtype=np.float64)
+    start, errors = threading.Barrier(6), []
+
+    def job():
+        recorder = tracking.MlflowRecorder(
+            client, client.create_run(experiment_id).info.run_id)
+        start.wait()
+        try:
+            recorder.dataset(dataset)
+        except Exception as error:  # collected, so the assertion names it
+            errors.append(error)
+        recorder.finish("FINISHED")
+
+    threads = [threading.Thread(target=job) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    runs = client.search_runs([experiment_id])
+    assert len(runs) == 6
+    digests = {r.inputs.dataset_inputs[0].dataset.digest for r in runs}
+    assert len(digests) == 1

@@ -176,6 +176,7 @@ def _nothing():
     yield
 
 
+DATASET_RETRIES = 3  # further tries of log_inputs after a parallel job filed the same data
 MAX_BATCHES_IN_FLIGHT = 2  # background metric batches allowed to wait for the store
 MAX_CURVE_POINTS = 20_000  # points per plotted metric kept in memory for the pictures
 
@@ -260,7 +261,7 @@ class MlflowRecorder:
             dataset.inputs, source=source, targets=dataset.targets, name=dataset.name
         )._to_mlflow_entity()
         context_tag = InputTag(key="mlflow.data.context", value=context)
-        self.client.log_inputs(self.run_id, datasets=[DatasetInput(entity, tags=[context_tag])])
+        self._log_input(DatasetInput(entity, tags=[context_tag]))
         prefix = "data" if context == "training" else f"data.{context}"
         tags = {f"{prefix}.digest": entity.digest, f"{prefix}.shape": str(dataset.shape)}
         if dataset.targets is not None:
@@ -268,6 +269,22 @@ class MlflowRecorder:
         if dataset.classes is not None:
             tags[f"{prefix}.classes"] = ",".join(dataset.classes)[:5000]  # under MLflow's cap
         self.tags(tags)
+
+    def _log_input(self, dataset_input: DatasetInput) -> None:
+        """log_inputs, tried again when a parallel job filed the same dataset first.
+
+        MLflow looks a dataset up by (experiment, name, digest) and inserts it when missing,
+        in two steps; two jobs of a sweep on the same data can both miss it, and the second
+        insert then breaks the unique key. On the next try the lookup finds the dataset.
+        """
+        for attempt in range(DATASET_RETRIES + 1):
+            try:
+                self.client.log_inputs(self.run_id, datasets=[dataset_input])
+                return
+            except MlflowException as error:
+                if "UNIQUE constraint failed" not in str(error) or attempt == DATASET_RETRIES:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     @property
     def losses(self) -> list[tuple[int, float]]:
