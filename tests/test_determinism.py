@@ -7,15 +7,13 @@ import textwrap
 import uuid
 
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import run_through_door
 from mlflow import MlflowClient
 from threadpoolctl import threadpool_limits
 
 from backprop_lab import records
-from backprop_lab.cli import execute
-from backprop_lab.config import to_plain, validate
 from backprop_lab.identity import HASH_TAG
-from backprop_lab.paths import conf_dir, project_root
+from backprop_lab.paths import project_root
 from backprop_lab.reproduce import reproduce
 
 # Sizes at which OpenBLAS's float32 products come out different in their last bits with 1
@@ -35,10 +33,7 @@ def store(store_uri):
 
 
 def run(store, *overrides: str) -> str:
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose("config", overrides=[f"tracking.uri={store}",
-                                           f"tracking.experiment={EXPERIMENT}", *overrides])
-    return execute(validate(cfg), to_plain(cfg), project_root()).run_id
+    return run_through_door(store, EXPERIMENT, *overrides)
 
 
 def joblib_sweep(store, folder, *overrides: str) -> None:

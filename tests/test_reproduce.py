@@ -3,16 +3,14 @@
 import uuid
 
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import run_through_door
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 from omegaconf import OmegaConf
 
 from backprop_lab import records
-from backprop_lab.cli import execute
-from backprop_lab.config import to_plain, validate
 from backprop_lab.identity import HASH_TAG
-from backprop_lab.paths import conf_dir, project_root
+from backprop_lab.paths import project_root
 from backprop_lab.reproduce import (
     EXIT_DIFFERENT,
     EXIT_IDENTICAL,
@@ -36,11 +34,7 @@ def store(store_uri):
 
 
 def run(store, *overrides: str) -> str:
-    """One run through the door, composed by Hydra as `python -m backprop_lab` would."""
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose("config", overrides=[*TINY, f"tracking.uri={store}",
-                                           f"tracking.experiment={EXPERIMENT}", *overrides])
-    return execute(validate(cfg), to_plain(cfg), project_root()).run_id
+    return run_through_door(store, EXPERIMENT, *TINY, *overrides)
 
 
 def copy_run(client, run_id, folder, config=None, perturb=None) -> str:

@@ -14,7 +14,8 @@ def test_addresses_lead_to_each_experiments_runs_table_the_projects_first(
                         "/runs?workflowType=machine_learning")
     assert (f"runs of {experiment_name}: http://127.0.0.1:5123/#/experiments/{other}/runs"
             "?workflowType=machine_learning") in lines[1:]
-    assert ui.addresses(store_uri, "::1", 80)[0].startswith("runs of backprop-lab: http://[::1]:80/#")
+    first = ui.addresses(store_uri, "::1", 80)[0]
+    assert first.startswith("runs of backprop-lab: http://[::1]:80/#")
 
 
 def test_an_empty_place_says_so_and_is_not_created(tmp_path):
