@@ -160,6 +160,12 @@ def test_make_report_prints_the_latest_sweep_or_a_given_one(basic_sweep, capsys)
     assert report.main(["--uri", uri, "--sweep", child]) == 2
     assert "is it a sweep's parent run?" in capsys.readouterr().err
 
+def test_report_on_a_missing_store_says_so_and_creates_nothing(tmp_path, capsys):
+    missing = tmp_path / "none" / "mlflow.db"
+    assert report.main(["--uri", f"sqlite:///{missing}"]) == 2
+    assert f"no tracking store at {missing}" in capsys.readouterr().err
+    assert not missing.exists()
+
 
 # ---- failures, parallel and other launchers ------------------------------------------------
 

@@ -245,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     from mlflow.exceptions import MlflowException
 
     from .paths import project_root
+    from .records import RecordError, open_store
     from .tracking import resolve_uri
 
     args = parse_args(argv)
@@ -252,7 +253,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--fraction={args.fraction} must lie between 0 and 1, e.g. 0.1", file=sys.stderr)
         return 2
     uri = resolve_uri(args.uri, project_root())
-    client = MlflowClient(tracking_uri=uri)
+    try:
+        client = open_store(uri)  # never creates an empty store just to report on it
+    except RecordError as error:
+        print(error, file=sys.stderr)
+        return 2
     try:
         table = _table_for(client, args)
     except MlflowException as error:
