@@ -101,10 +101,3 @@ def accuracy(output: np.ndarray, targets: np.ndarray) -> float:
 
 OBJECTIVES = {cls.name: cls for cls in (OutputMean, HalfSumSquares, MeanSquaredError,
                                         SoftmaxCrossEntropy)}
-
-
-def make_objective(name: str):
-    """Build the objective registered under `name`."""
-    if name not in OBJECTIVES:
-        raise ValueError(f"unknown objective {name!r}; choose one of {sorted(OBJECTIVES)}")
-    return OBJECTIVES[name]()
